@@ -1,0 +1,3 @@
+"""soho: reproducible SOHO (+SCL) vision-language pre-training, from download to results table."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,185 @@
+"""Typed configuration mirroring ``params.yaml``.
+
+Why: every stage reads the same file, so a typo or an impossible value must fail
+before any work starts, naming the dotted key and the reason. The profile
+(``embedded`` or ``paper``) is one key; the paper profile is an overlay file
+(``profiles/paper.yaml``) merged over ``params.yaml``. Environment variables
+``SOHO_<SECTION>__<KEY>`` override both (e.g. ``SOHO_SHARD__MAX_BAD_FRACTION=0.1``).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PROFILES = ("embedded", "paper")
+PositiveInt = Field(gt=0)
+
+
+class ConfigError(ValueError):
+    """A parameter is missing, unknown, of the wrong type or impossible."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Paths(Section):
+    raw: Path = Path("raw")
+    shards: Path = Path("shards")
+    checkpoints: Path = Path("checkpoints")
+    results: Path = Path("results")
+
+
+class SplitSizes(Section):
+    """Number of items per split; every split must be non-empty."""
+
+    train: int = Field(gt=0)
+    val: int = Field(gt=0)
+    test: int = Field(gt=0)
+
+
+class SyntheticData(Section):
+    """Sizes of the procedurally generated embedded data set."""
+
+    image_size: int = Field(default=128, ge=32, le=1024)
+    captions_per_image: int = Field(default=5, gt=0)
+    max_objects: int = Field(default=3, ge=1, le=6)
+    coco: SplitSizes = SplitSizes(train=800, val=100, test=100)
+    flickr30k: SplitSizes = SplitSizes(train=300, val=50, test=50)
+    vg_images: int = Field(default=300, gt=0)
+    vqa_questions_per_image: int = Field(default=4, gt=0)
+    nlvr2: SplitSizes = SplitSizes(train=600, val=100, test=100)
+    snli_ve_hypotheses_per_image: int = Field(default=3, gt=0)
+    msrvtt: SplitSizes = SplitSizes(train=200, val=40, test=60)
+    clip_frames: int = Field(default=8, gt=0)
+    clip_size: int = Field(default=64, ge=16, le=512)
+
+
+class Download(Section):
+    manifest: Path = Path("soho/data/manifests/paper.yaml")
+    retries: int = Field(default=5, ge=0)
+    backoff_s: float = Field(default=1.0, ge=0)
+    max_backoff_s: float = Field(default=30.0, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0)
+    chunk_bytes: int = Field(default=1 << 20, gt=0)
+
+
+class Shard(Section):
+    max_samples_per_shard: int = Field(default=256, gt=0)
+    max_bad_fraction: float = Field(default=0.01, ge=0, le=1)
+    datasets: tuple[str, ...] = ("coco", "flickr30k", "vg", "vqa", "nlvr2", "snli_ve", "msrvtt")
+
+    @field_validator("datasets")
+    @classmethod
+    def _known_datasets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        known = {"coco", "flickr30k", "vg", "vqa", "nlvr2", "snli_ve", "msrvtt"}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"unknown dataset(s) {unknown}; known: {sorted(known)}")
+        if not value:
+            raise ValueError("at least one dataset is needed")
+        return value
+
+
+class Params(BaseSettings):
+    """The whole of ``params.yaml`` (after the profile overlay), plus ``SOHO_*`` env overrides."""
+
+    model_config = SettingsConfigDict(env_prefix="SOHO_", env_nested_delimiter="__", extra="forbid", frozen=True)
+
+    profile: Literal["embedded", "paper"] = "embedded"
+    seed: int = Field(default=0, ge=0)
+    paths: Paths = Paths()
+    data: SyntheticData = SyntheticData()
+    download: Download = Download()
+    shard: Shard = Shard()
+
+    @model_validator(mode="after")
+    def _splits_fit_shards(self) -> Params:
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the YAML files, which arrive as init kwargs.
+        return env_settings, init_settings
+
+
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """Recursively merge ``overlay`` into a copy of ``base`` (overlay wins)."""
+    merged = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as err:
+        raise ConfigError(f"{path}: parameter file not found") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(loaded).__name__}")
+    return loaded
+
+
+def _format_errors(source: str, err: ValidationError) -> str:
+    lines = [f"{source}: {err.error_count()} invalid parameter(s)"]
+    for item in err.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "<root>"
+        value = item.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"  {key}: {item['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> Params:
+    """Load ``params.yaml``, merge the profile overlay and env overrides, validate.
+
+    The profile is taken from (highest first) the ``profile`` argument, ``SOHO_PROFILE``,
+    then the ``profile`` key of the file. Raises :class:`ConfigError` naming each bad key.
+    """
+    import os
+
+    path = Path(path)
+    raw = _read_yaml(path)
+    chosen = profile or os.environ.get("SOHO_PROFILE") or raw.get("profile", "embedded")
+    if chosen not in PROFILES:
+        raise ConfigError(f"{path}: profile: must be one of {list(PROFILES)} (got {chosen!r})")
+    if chosen != "embedded":
+        overlay_path = path.parent / "profiles" / f"{chosen}.yaml"
+        raw = deep_merge(raw, _read_yaml(overlay_path))
+    raw["profile"] = chosen
+    try:
+        return Params(**raw)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(str(path), err)) from None
+
+
+def flatten(params: BaseModel | dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted-key view of the parameters, as logged to MLflow."""
+    data = params.model_dump(mode="json") if isinstance(params, BaseModel) else params
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat

@@ -1,0 +1,134 @@
+"""Task language derived from scene graphs: VQA questions, NLVR2 statements, clip captions.
+
+Why: every label is computed from the scene graph, so the embedded tasks have a
+known truth; answer noise is added on purpose so VQA soft scores matter.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+
+from soho.data.scenes import COLORS, NUMBER_WORDS, SHAPES, Scene, _article, relation
+
+DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+
+
+@dataclass(frozen=True)
+class Question:
+    question: str
+    answer: str
+    answer_type: str  # "yes/no" | "number" | "other"
+    question_type: str
+
+
+def vqa_question(scene: Scene, rng: random.Random) -> Question:
+    """One question about the scene, of a randomly chosen kind."""
+    kind = rng.choice(["color", "count", "exists", "relation", "shape"])
+    things = scene.things
+    if kind == "color":
+        unique = [t for t in things if scene.count(t.shape) == 1]
+        if unique:
+            t = rng.choice(unique)
+            return Question(f"what color is the {t.shape}?", t.color, "other", "what color is the")
+        kind = "count"
+    if kind == "shape":
+        unique = [t for t in things if scene.count(color=t.color) == 1]
+        if unique:
+            t = rng.choice(unique)
+            return Question(f"what shape is the {t.color} object?", t.shape, "other", "what is the")
+        kind = "count"
+    if kind == "relation" and len(things) > 1:
+        a, b = rng.sample(list(things), 2)
+        rel = relation(a, b)
+        asked = rng.choice(["left of", "right of", "above", "below"])
+        answer = "yes" if asked == rel else "no"
+        return Question(f"is the {a.color} {a.shape} {asked} the {b.color} {b.shape}?", answer, "yes/no", "is the")
+    if kind == "exists":
+        shape, color = rng.choice(SHAPES), rng.choice(list(COLORS))
+        if rng.random() < 0.5:  # ask about something present half of the time
+            t = rng.choice(things)
+            shape, color = t.shape, t.color
+        answer = "yes" if scene.count(shape, color) else "no"
+        return Question(f"is there {_article(color)} {color} {shape}?", answer, "yes/no", "is there a")
+    shape = rng.choice(SHAPES)
+    n = scene.count(shape)
+    return Question(f"how many {shape}s are there?", str(n), "number", "how many")
+
+
+def annotator_answers(question: Question, rng: random.Random, n: int = 10) -> list[str]:
+    """Ten human-like answers: mostly the truth, some disagreement and surface variants."""
+    wrong_count = rng.choice([0, 0, 0, 1, 1, 2, 3, 4])
+    answers = []
+    for i in range(n):
+        if i < wrong_count:
+            answers.append(_plausible_wrong(question, rng))
+        else:
+            answers.append(_surface_variant(question.answer, rng))
+    rng.shuffle(answers)
+    return answers
+
+
+def _plausible_wrong(question: Question, rng: random.Random) -> str:
+    if question.answer_type == "yes/no":
+        return "no" if question.answer == "yes" else "yes"
+    if question.answer_type == "number":
+        return str(max(0, int(question.answer) + rng.choice([-1, 1])))
+    pool = list(COLORS) if question.answer in COLORS else list(SHAPES)
+    return rng.choice([p for p in pool if p != question.answer])
+
+
+def _surface_variant(answer: str, rng: random.Random) -> str:
+    """The same answer as people type it: number words, capitals, trailing punctuation."""
+    roll = rng.random()
+    if answer.isdigit() and roll < 0.3:
+        return NUMBER_WORDS[int(answer)]
+    if roll < 0.1:
+        return answer.capitalize()
+    if roll < 0.15:
+        return answer + "."
+    return answer
+
+
+def majority(answers: list[str]) -> str:
+    return Counter(answers).most_common(1)[0][0]
+
+
+def nlvr2_statement(left: Scene, right: Scene, rng: random.Random, want: bool) -> tuple[str, bool]:
+    """A statement about an image pair, trying to hit the wanted truth value."""
+    statement, truth = "", False
+    for _ in range(50):
+        statement, truth = _pair_statement(left, right, rng)
+        if truth == want:
+            break
+    return statement, truth
+
+
+def _pair_statement(left: Scene, right: Scene, rng: random.Random) -> tuple[str, bool]:
+    kind = rng.choice(["side", "total", "both", "more"])
+    shape, color = rng.choice(SHAPES), rng.choice(list(COLORS))
+    if kind == "side":
+        side, scene = rng.choice([("left", left), ("right", right)])
+        return f"the {side} image contains {_article(color)} {color} {shape}", scene.count(shape, color) > 0
+    if kind == "total":
+        n = rng.randint(1, 4)
+        total = left.count(shape) + right.count(shape)
+        noun = shape if n == 1 else f"{shape}s"
+        return f"there {'is' if n == 1 else 'are'} exactly {NUMBER_WORDS[n]} {noun} in total", total == n
+    if kind == "both":
+        return f"both images contain {_article(shape)} {shape}", left.count(shape) > 0 and right.count(shape) > 0
+    return (
+        "the right image has more shapes than the left image",
+        len(right.things) > len(left.things),
+    )
+
+
+def clip_caption(moves: list[tuple[str, str, str]], rng: random.Random) -> str:
+    """Caption of a clip from (color, shape, direction) triples."""
+    verb = rng.choice(["moves", "is moving", "goes", "slides"])
+    parts = []
+    for color, shape, direction in moves:
+        where = {"left": "to the left", "right": "to the right", "up": "up", "down": "down"}[direction]
+        parts.append(f"{_article(color)} {color} {shape} {verb} {where}")
+    return " while ".join(parts)

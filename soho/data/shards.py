@@ -1,0 +1,167 @@
+"""WebDataset shards: writing them from raw records, and the loading pipeline.
+
+Why: tar shards stream from local disk or object storage at cluster scale, and
+split cleanly over nodes and workers. Writing checks every media file first: a
+corrupt or missing file is skipped, counted and reported, and a data set whose
+bad fraction passes ``shard.max_bad_fraction`` fails the stage.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import webdataset as wds
+from PIL import Image
+
+from soho.data.atomic import atomic_directory, write_text
+from soho.data.catalog import DATASETS, ShardSample
+
+log = logging.getLogger(__name__)
+IMAGE_EXTENSIONS = {"jpg", "jpeg", "png", "img0.png", "img1.png", "gif"}
+
+
+class ShardError(RuntimeError):
+    """Too many bad samples, or shards that cannot be found."""
+
+
+@dataclass
+class SplitStats:
+    samples: int = 0
+    bad: int = 0
+    bad_files: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def bad_fraction(self) -> float:
+        total = self.samples + self.bad
+        return self.bad / total if total else 0.0
+
+
+def check_media(extension: str, data: bytes) -> None:
+    """Raise ``ValueError`` when the bytes are not a decodable image or clip."""
+    if not data:
+        raise ValueError("empty file")
+    if extension in IMAGE_EXTENSIONS:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            if getattr(image, "n_frames", 1) < 1:
+                raise ValueError("no frames")
+    elif extension == "mp4" and data[4:8] != b"ftyp":
+        raise ValueError("not an MP4 container")
+
+
+def read_sample(sample: ShardSample) -> dict[str, bytes | str]:
+    """The WebDataset dict of a sample; raises ``ValueError``/``OSError`` for bad media."""
+    out: dict[str, bytes | str] = {"__key__": sample.key}
+    for extension, path in sample.media.items():
+        data = Path(path).read_bytes()
+        check_media(extension, data)
+        out[extension] = data
+    out["json"] = json.dumps(sample.meta, sort_keys=True)
+    return out
+
+
+def write_split(samples: Iterable[ShardSample], pattern: str, max_per_shard: int) -> tuple[SplitStats, list[str]]:
+    """Write one split's samples to ``pattern`` (``...-%06d.tar``); returns stats and shard names."""
+    stats = SplitStats()
+    written: list[str] = []
+
+    def remember(name: str) -> None:
+        written.append(Path(name).name)
+
+    with wds.ShardWriter(pattern, maxcount=max_per_shard, verbose=0, post=remember, mtime=0.0) as sink:
+        for sample in samples:
+            try:
+                record = read_sample(sample)
+            except (OSError, ValueError) as err:
+                stats.bad += 1
+                stats.bad_files.append({"key": sample.key, "reason": f"{type(err).__name__}: {err}"})
+                log.warning("skipping %s: %s", sample.key, err)
+                continue
+            sink.write(record)
+            stats.samples += 1
+    return stats, written
+
+
+def write_dataset(name: str, raw: Path, out: Path, max_per_shard: int, max_bad_fraction: float) -> dict[str, dict]:
+    """Shard every split of one data set into ``out/<name>/`` (atomically); returns its stats."""
+    splits = DATASETS[name](raw)
+    result: dict[str, dict] = {}
+    with atomic_directory(out / name) as staging:
+        index: dict[str, dict] = {}
+        for split, samples in sorted(splits.items()):
+            stats, shards = write_split(samples, str(staging / f"{split}-%06d.tar"), max_per_shard)
+            index[split] = {"shards": shards, "samples": stats.samples, "bad": stats.bad_files}
+            result[split] = {"samples": stats.samples, "bad": stats.bad, "bad_fraction": round(stats.bad_fraction, 6)}
+            if stats.bad_fraction > max_bad_fraction:
+                examples = "; ".join(f"{b['key']} ({b['reason']})" for b in stats.bad_files[:5])
+                raise ShardError(
+                    f"{name}/{split}: {stats.bad} of {stats.bad + stats.samples} samples are bad "
+                    f"({stats.bad_fraction:.2%} > shard.max_bad_fraction={max_bad_fraction:.2%}); e.g. {examples}"
+                )
+        write_text(staging / "index.json", json.dumps(index, indent=1, sort_keys=True))
+    return result
+
+
+def write_all(datasets: Iterable[str], raw: Path, out: Path, max_per_shard: int, max_bad_fraction: float) -> dict:
+    """Shard all data sets and write ``out/stats.json`` (a DVC metric)."""
+    stats = {name: write_dataset(name, raw, out, max_per_shard, max_bad_fraction) for name in datasets}
+    totals = {
+        "samples": sum(s["samples"] for d in stats.values() for s in d.values()),
+        "bad": sum(s["bad"] for d in stats.values() for s in d.values()),
+    }
+    summary = {"datasets": stats, "total": totals}
+    write_text(out / "stats.json", json.dumps(summary, indent=1, sort_keys=True))
+    return summary
+
+
+def shard_urls(shards: Path, dataset: str, split: str) -> list[str]:
+    """Paths of the tar shards of one split, from the data set's ``index.json``."""
+    index_path = Path(shards) / dataset / "index.json"
+    if not index_path.exists():
+        raise ShardError(f"{index_path}: missing; run the shard stage first")
+    index = json.loads(index_path.read_text())
+    if split not in index:
+        raise ShardError(f"{index_path}: no split {split!r} (have {sorted(index)})")
+    return [str(Path(shards) / dataset / name) for name in index[split]["shards"]]
+
+
+def split_size(shards: Path, dataset: str, split: str) -> int:
+    index = json.loads((Path(shards) / dataset / "index.json").read_text())
+    return int(index[split]["samples"])
+
+
+def pipeline(
+    urls: list[str],
+    map_sample: Callable[[dict], dict | None],
+    batch_size: int,
+    collate: Callable[[list[dict]], dict],
+    shuffle: int = 0,
+    seed: int = 0,
+    partial: bool = True,
+) -> wds.WebDataset:
+    """decode -> map (resize/augment/tokenise) -> batch, split by node (DDP rank) and worker.
+
+    Shuffling (shards, then a sample buffer) is seeded, so an epoch's order is reproducible.
+    """
+    dataset = wds.WebDataset(
+        urls,
+        shardshuffle=len(urls) if shuffle else False,
+        detshuffle=bool(shuffle),
+        seed=seed,
+        nodesplitter=wds.split_by_node,
+        workersplitter=wds.split_by_worker,
+        empty_check=False,
+    )
+    if shuffle:
+        dataset = dataset.shuffle(shuffle, seed=seed)
+    return (
+        dataset.decode("pil")
+        .map(map_sample)
+        .select(lambda s: s is not None)
+        .batched(batch_size, collation_fn=collate, partial=partial)
+    )

@@ -1,0 +1,37 @@
+"""Shared fixtures: a tiny embedded data set and a loopback HTTP server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from soho.config import SplitSizes, SyntheticData
+from soho.data import synthetic
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_data() -> SyntheticData:
+    return SyntheticData(
+        image_size=64,
+        captions_per_image=2,
+        coco=SplitSizes(train=12, val=4, test=4),
+        flickr30k=SplitSizes(train=6, val=3, test=3),
+        vg_images=5,
+        vqa_questions_per_image=2,
+        nlvr2=SplitSizes(train=8, val=4, test=4),
+        snli_ve_hypotheses_per_image=3,
+        msrvtt=SplitSizes(train=4, val=2, test=2),
+        clip_frames=3,
+        clip_size=32,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_raw(tmp_path_factory) -> Path:
+    """A tiny generated data set (read-only for tests: copy before changing it)."""
+    return synthetic.generate(tmp_path_factory.mktemp("tiny") / "raw", tiny_data(), seed=0)

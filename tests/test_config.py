@@ -1,0 +1,78 @@
+import pytest
+
+from soho.config import ConfigError, load_params
+
+from .conftest import REPO
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_repo_params_load_and_cover_every_key():
+    params = load_params(REPO / "params.yaml")
+    assert params.profile == "embedded"
+    assert params.data.coco.train > 0
+    import yaml
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert set(raw) <= set(params.model_dump())
+
+
+def test_unknown_key_names_the_dotted_path(tmp_path):
+    with pytest.raises(ConfigError, match=r"shard\.max_bad_fractoin: Extra inputs are not permitted"):
+        load_params(write(tmp_path, "shard:\n  max_bad_fractoin: 0.1\n"))
+
+
+def test_wrong_type_names_key_and_value(tmp_path):
+    with pytest.raises(ConfigError, match=r"data\.image_size: .*integer.*'big'"):
+        load_params(write(tmp_path, "data:\n  image_size: big\n"))
+
+
+def test_negative_and_empty_split_sizes_fail(tmp_path):
+    with pytest.raises(ConfigError, match=r"data\.coco\.val: Input should be greater than 0"):
+        load_params(write(tmp_path, "data:\n  coco: {train: 5, val: 0, test: 1}\n"))
+    with pytest.raises(ConfigError, match=r"data\.vg_images: Input should be greater than 0 \(got -3\)"):
+        load_params(write(tmp_path, "data:\n  vg_images: -3\n"))
+
+
+def test_empty_and_unknown_datasets_fail(tmp_path):
+    with pytest.raises(ConfigError, match=r"shard\.datasets: .*at least one"):
+        load_params(write(tmp_path, "shard:\n  datasets: []\n"))
+    with pytest.raises(ConfigError, match=r"shard\.datasets: .*unknown dataset.*'imagenet'"):
+        load_params(write(tmp_path, "shard:\n  datasets: [coco, imagenet]\n"))
+
+
+def test_env_override_beats_file(tmp_path, monkeypatch):
+    path = write(tmp_path, "shard:\n  max_bad_fraction: 0.01\n")
+    monkeypatch.setenv("SOHO_SHARD__MAX_BAD_FRACTION", "0.25")
+    assert load_params(path).shard.max_bad_fraction == 0.25
+    monkeypatch.setenv("SOHO_SHARD__MAX_BAD_FRACTION", "2")
+    with pytest.raises(ConfigError, match=r"shard\.max_bad_fraction"):
+        load_params(path)
+
+
+def test_paper_profile_overlay(tmp_path, monkeypatch):
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "paper.yaml").write_text("shard:\n  max_samples_per_shard: 999\n")
+    path = write(tmp_path, "profile: embedded\nshard:\n  max_samples_per_shard: 5\n")
+    assert load_params(path).shard.max_samples_per_shard == 5
+    assert load_params(path, profile="paper").shard.max_samples_per_shard == 999
+    monkeypatch.setenv("SOHO_PROFILE", "paper")
+    assert load_params(path).profile == "paper"
+    monkeypatch.setenv("SOHO_PROFILE", "laptop")
+    with pytest.raises(ConfigError, match=r"profile: must be one of .*'laptop'"):
+        load_params(path)
+
+
+def test_repo_paper_profile_validates():
+    assert load_params(REPO / "params.yaml", profile="paper").shard.max_samples_per_shard == 2000
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(write(tmp_path, "shard: [unclosed\n"))

@@ -1,0 +1,80 @@
+"""The `download` and `shard` stages through DVC, on a tiny copy of the pipeline."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import REPO, tiny_data
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+
+
+def run(cmd, cwd, check=True):
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", HF_HUB_OFFLINE="1")
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A git+DVC project with the repo's stages and code, and tiny data sizes."""
+    root = tmp_path_factory.mktemp("project")
+    for name in ("soho", "stages", "profiles"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "dvc.yaml", root)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"] = tiny_data().model_dump(mode="json")
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    run(["git", "init", "-q"], root)
+    run(["dvc", "init", "-q"], root)
+    run(["dvc", "config", "core.analytics", "false"], root)
+    return root
+
+
+def stages_to_run(project):
+    """Stages that `dvc status` says are stale; then `dvc repro` them and check all is up to date."""
+    import json
+
+    stale = sorted(json.loads(run(["dvc", "status", "--json"], project).stdout))
+    run(["dvc", "repro"], project)
+    assert json.loads(run(["dvc", "status", "--json"], project).stdout) == {}
+    return stale
+
+
+def test_repro_builds_shards_and_second_repro_is_a_no_op(project):
+    first = stages_to_run(project)
+    assert first == ["download", "shard"]
+    assert "Data and pipelines are up to date" in run(["dvc", "repro"], project).stdout
+    stats = yaml.safe_load((project / "shards" / "stats.json").read_text())
+    assert stats["datasets"]["coco"]["train"]["samples"] == 12 and stats["total"]["bad"] == 0
+    assert (project / "raw" / "vqa" / "v2_mscoco_train2014_annotations.json").exists()
+    assert stages_to_run(project) == []
+    metrics = run(["dvc", "metrics", "show", "--json"], project).stdout
+    assert "total.samples" in metrics or '"samples"' in metrics
+
+
+def test_changing_a_shard_param_reruns_only_shard(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["shard"]["max_samples_per_shard"] = 3
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    assert stages_to_run(project) == ["shard"]
+    assert len(list((project / "shards" / "coco").glob("train-*.tar"))) == 4
+
+
+def test_bad_parameter_fails_before_work_with_the_key(project, tmp_path):
+    bad = tmp_path / "params.yaml"
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"]["coco"]["train"] = -5
+    bad.write_text(yaml.safe_dump(params))
+    result = run([sys.executable, "stages/download.py", "--params", str(bad)], project, check=False)
+    assert result.returncode == 2
+    assert "data.coco.train: Input should be greater than 0 (got -5)" in result.stderr
+    assert "Traceback" not in result.stderr
