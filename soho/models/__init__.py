@@ -1,0 +1,1 @@
+"""SOHO model components: vision encoder, visual dictionary, cross-modal fusion, heads."""

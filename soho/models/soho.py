@@ -1,0 +1,87 @@
+"""The SOHO model: vision encoder -> Visual Dictionary -> visual embeddings, fused with text by BERT.
+
+Heads for pre-training live here (MLM tied to the word embeddings, MVM over the VD
+entries, ITM on the pooled [CLS]); downstream heads are in ``heads.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers.models.bert.modeling_bert import BertOnlyMLMHead
+
+from soho.models.fusion import CrossModalEncoder
+from soho.models.vision import VisionEncoder, VisualEmbeddings
+from soho.models.visual_dictionary import VisualDictionary
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Architecture choices (from ``params.yaml: model``)."""
+
+    vision_arch: str = "resnet"
+    vision_layers: list[int] = field(default_factory=lambda: [1, 1, 1, 1])
+    vision_weights: Path | None = None
+    max_grid: int = 16
+    max_frames: int = 8
+    text_init: str = "minilm"
+    text_layers: int | None = 4
+    vd_size: int = 256  # 0 = no VD (grid features fed directly: an ablation)
+    vd_momentum: float = 0.99
+    vd_dead_after: int = 100
+
+
+class SohoModel(nn.Module):
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.spec = spec
+        self.fusion = CrossModalEncoder(spec.text_init, spec.text_layers)
+        hidden = self.fusion.hidden
+        self.vision = VisionEncoder(hidden, spec.vision_arch, spec.vision_layers, spec.vision_weights, spec.max_grid)
+        self.vd = VisualDictionary(spec.vd_size, hidden, spec.vd_momentum, spec.vd_dead_after) if spec.vd_size else None
+        self.visual_embeddings = VisualEmbeddings(hidden, spec.max_grid, spec.max_frames)
+        self.mlm_head = BertOnlyMLMHead(self.fusion.config)
+        self.mlm_head.predictions.decoder.weight = self.fusion.bert.embeddings.word_embeddings.weight
+        self.mvm_head = nn.Linear(hidden, max(spec.vd_size, 1))
+        self.itm_head = nn.Linear(hidden, 2)
+
+    @property
+    def hidden(self) -> int:
+        return self.fusion.hidden
+
+    def encode_image(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, int, int]]:
+        """Pixels -> (visual words (B,N,d), VD indices (B,N) or None, layout)."""
+        features, layout = self.vision(pixels)
+        if self.vd is None:
+            return features, None, layout
+        quantised, indices = self.vd(features)
+        return quantised, indices, layout
+
+    def fuse(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        visual: torch.Tensor | None,
+        layout: tuple[int, int, int] | None,
+        visual_masked: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Hidden states over [text; visual]; masked visual tokens are zeroed before embedding (SOHO)."""
+        text = self.fusion.embed_text(input_ids)
+        if visual is None:
+            return self.fusion(text, attention_mask, None)
+        if visual_masked is not None:
+            visual = visual.masked_fill(visual_masked[..., None], 0.0)
+        return self.fusion(text, attention_mask, self.visual_embeddings(visual, layout))
+
+    def itm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.itm_head(self.fusion.pool(hidden))
+
+    def trainable_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters of the CNN (its own learning rate) and of everything else."""
+        cnn = [p for p in self.vision.parameters() if p.requires_grad]
+        cnn_ids = {id(p) for p in cnn}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in cnn_ids]
+        return {"cnn": cnn, "transformer": rest}

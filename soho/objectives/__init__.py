@@ -1,0 +1,1 @@
+"""Pre-training objectives, one per file; each returns a loss and an accuracy."""

@@ -1,0 +1,91 @@
+"""The SOHO pre-training step: MLM + MVM on one masked forward, ITM on matched and sampled pairs.
+
+Each objective has a weight; weight 0 removes it (and its forward work) from the step,
+so ablations are parameter sweeps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from soho.models.soho import SohoModel
+from soho.objectives import itm, mlm, mvm
+
+
+@dataclass(frozen=True)
+class ObjectiveWeights:
+    mlm: float = 1.0
+    mvm: float = 1.0
+    itm: float = 1.0
+    mlm_probability: float = 0.15
+    mvm_probability: float = 0.3
+
+
+def pretraining_step(
+    model: SohoModel,
+    batch: dict[str, torch.Tensor],
+    weights: ObjectiveWeights,
+    special_ids: torch.Tensor,
+    mask_id: int,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """Returns ``loss`` (weighted sum) plus each component's loss and accuracy (detached)."""
+    input_ids, attention = batch["input_ids"], batch["attention_mask"]
+    visual, indices, layout = model.encode_image(batch["pixels"])
+    out: dict[str, torch.Tensor] = {}
+    total = visual.sum() * 0.0
+    text_len = input_ids.shape[1]
+    use_mvm = weights.mvm > 0 and indices is not None
+    if weights.mlm > 0 or use_mvm:
+        special = torch.isin(input_ids, special_ids) | (attention == 0)
+        masked_ids, labels = (
+            mlm.mask_tokens(
+                input_ids, special, mask_id, model.fusion.config.vocab_size, weights.mlm_probability, generator
+            )
+            if weights.mlm > 0
+            else (input_ids, None)
+        )
+        visual_masked = mvm.choose_masked_tokens(indices, weights.mvm_probability, generator) if use_mvm else None
+        hidden = model.fuse(masked_ids, attention, visual, layout, visual_masked)
+        if labels is not None:
+            loss, acc = mlm.mlm_loss(hidden[:, :text_len], labels, model.mlm_head)
+            total = total + weights.mlm * loss
+            out |= {"mlm_loss": loss.detach(), "mlm_acc": acc}
+        if visual_masked is not None:
+            loss, acc = mvm.mvm_loss(model.mvm_head(hidden[:, text_len:]), indices, visual_masked)
+            total = total + weights.mvm * loss
+            out |= {"mvm_loss": loss.detach(), "mvm_acc": acc}
+    if weights.itm > 0:
+        logits, labels = itm_pairs(model, batch, visual, layout, generator)
+        loss, acc = itm.itm_loss(logits, labels)
+        total = total + weights.itm * loss
+        out |= {"itm_loss": loss.detach(), "itm_acc": acc}
+    if indices is not None:
+        out["vd_indices"] = indices.detach()
+    out["loss"] = total
+    return out
+
+
+def itm_pairs(
+    model: SohoModel,
+    batch: dict[str, torch.Tensor],
+    visual: torch.Tensor,
+    layout: tuple[int, int, int],
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """ITM logits for every matched pair and one similarity-sampled mismatched text per image."""
+    input_ids, attention = batch["input_ids"], batch["attention_mask"]
+    with torch.no_grad():
+        text_global = F.normalize(model.fusion.embed_text(input_ids).mean(1), dim=-1)
+        image_global = F.normalize(visual.mean(1), dim=-1)
+        similarity = image_global @ text_global.t() / 0.1
+        same = batch["image_key"][:, None] == batch["image_key"][None, :] if "image_key" in batch else None
+        negative = itm.sample_negatives(similarity, same, generator)
+    ids = torch.cat([input_ids, input_ids[negative]])
+    mask = torch.cat([attention, attention[negative]])
+    hidden = model.fuse(ids, mask, torch.cat([visual, visual]), layout)
+    labels = torch.cat([torch.ones_like(negative), torch.zeros_like(negative)])
+    return model.itm_logits(hidden), labels

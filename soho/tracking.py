@@ -1,0 +1,68 @@
+"""MLflow tracking: one run per stage execution, tagged so runs of one pipeline group together.
+
+Tracking URI from ``MLFLOW_TRACKING_URI`` (default: a SQLite file ``mlflow.db`` in the
+working directory, git-ignored); one experiment per profile (``soho-embedded``,
+``soho-paper``). Tags: stage, task, profile, git commit, and ``pipeline_id``, taken from
+``SOHO_PIPELINE_ID`` when set, else derived from the commit and the parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from soho.config import Params, flatten
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def pipeline_id(params: Params) -> str:
+    if explicit := os.environ.get("SOHO_PIPELINE_ID"):
+        return explicit
+    blob = json.dumps(params.model_dump(mode="json"), sort_keys=True) + git_commit()
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, params: Params, task: str | None = None) -> Iterator[object]:
+    """Start an MLflow run for one stage execution; yields the ``mlflow`` module."""
+    import logging
+
+    import mlflow
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI))
+    mlflow.set_experiment(f"soho-{params.profile}")
+    name = f"{stage}@{task}" if task else stage
+    tags = {
+        "stage": stage,
+        "profile": params.profile,
+        "git_commit": git_commit(),
+        "pipeline_id": pipeline_id(params),
+    }
+    if task:
+        tags["task"] = task
+    with mlflow.start_run(run_name=name, tags=tags):
+        flat = {k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in flatten(params).items()}
+        items = list(flat.items())
+        for start in range(0, len(items), 100):
+            mlflow.log_params(dict(items[start : start + 100]))
+        yield mlflow
+
+
+def log_artifact(mlflow, path: Path, artifact_path: str | None = None) -> None:
+    if Path(path).exists():
+        mlflow.log_artifact(str(path), artifact_path)

@@ -1,0 +1,1 @@
+"""One training loop for pre-training and fine-tuning, CPU or GPU, single process or torchrun DDP."""

@@ -1,0 +1,73 @@
+"""Atomic, resumable checkpoints: safetensors weights + a weights-only-loadable training state.
+
+Layout: ``<dir>/step-00000100/{model.safetensors,state.pt}``, written into a temporary
+folder and renamed, so a crash never leaves a half checkpoint that resume would pick.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model  # noqa: F401 - save_model re-exported
+from torch import nn
+
+from soho.data.atomic import atomic_directory
+
+STEP_DIR = re.compile(r"^step-(\d{8})$")
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save(directory: Path, step: int, model: nn.Module, training_state: dict[str, Any], keep: int = 2) -> Path:
+    """Write checkpoint ``step`` under ``directory`` and prune all but the ``keep`` newest."""
+    target = Path(directory) / f"step-{step:08d}"
+    with atomic_directory(target) as staging:
+        save_model(model, str(staging / "model.safetensors"))
+        torch.save(training_state, staging / "state.pt")
+    for old in sorted(list_checkpoints(directory))[:-keep]:
+        import shutil
+
+        shutil.rmtree(old)
+    return target
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    directory = Path(directory)
+    if not directory.exists():
+        return []
+    return sorted(p for p in directory.iterdir() if p.is_dir() and STEP_DIR.match(p.name))
+
+
+def latest(directory: Path) -> Path | None:
+    found = list_checkpoints(directory)
+    return found[-1] if found else None
+
+
+def load_weights(model: nn.Module, path: Path, strict: bool = True) -> None:
+    """Load ``model.safetensors`` from a checkpoint folder (or the file itself)."""
+    path = Path(path)
+    file = path / "model.safetensors" if path.is_dir() else path
+    missing, unexpected = load_model(model, str(file), strict=strict)
+    if strict and (missing or unexpected):
+        raise RuntimeError(f"{file}: missing {missing}, unexpected {unexpected}")
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    return torch.load(Path(path) / "state.pt", map_location="cpu", weights_only=True)

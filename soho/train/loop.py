@@ -1,0 +1,188 @@
+"""The training loop shared by pre-training and fine-tuning.
+
+AdamW with per-group learning rates (CNN vs Transformer), linear warm-up then linear
+decay, gradient accumulation and clipping, bf16 autocast on GPU, torchrun DDP,
+seeded determinism, atomic checkpoints every N steps and exact resume: the
+checkpoint stores the data position (epoch, batches consumed) and every RNG, and
+the data order is a pure function of (seed, epoch), so a resumed run reaches the
+same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from soho.train import checkpoint
+from soho.train.distributed import DistContext, mean_across
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    steps: int
+    lr: float = 1e-4
+    cnn_lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 0
+    grad_accum: int = 1
+    clip: float = 1.0
+    amp: bool = True
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    seed: int = 0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_optimizer(groups: dict[str, list[nn.Parameter]], cfg: LoopConfig) -> torch.optim.AdamW:
+    """AdamW; the CNN gets ``cnn_lr``; biases and norms get no weight decay."""
+    param_groups = []
+    for name, params in groups.items():
+        lr = cfg.cnn_lr if name == "cnn" else cfg.lr
+        decay = [p for p in params if p.ndim > 1]
+        no_decay = [p for p in params if p.ndim <= 1]
+        param_groups += [
+            {"params": decay, "lr": lr, "weight_decay": cfg.weight_decay, "name": f"{name}"},
+            {"params": no_decay, "lr": lr, "weight_decay": 0.0, "name": f"{name}_no_decay"},
+        ]
+    return torch.optim.AdamW([g for g in param_groups if g["params"]])
+
+
+def warmup_linear(warmup: int, total: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+class Trainer:
+    """Runs ``module(batch) -> {"loss": ..., metrics...}`` for ``cfg.steps`` optimiser steps."""
+
+    def __init__(
+        self,
+        module: nn.Module,
+        groups: dict[str, list[nn.Parameter]],
+        cfg: LoopConfig,
+        checkpoint_dir: Path | None,
+        ctx: DistContext = DistContext(),
+        on_log: Callable[[int, dict[str, float]], None] | None = None,
+        progress: bool = True,
+    ):
+        self.cfg, self.ctx, self.on_log, self.progress = cfg, ctx, on_log, progress
+        self.module = module.to(ctx.device)
+        self.model = (
+            DistributedDataParallel(self.module, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
+            if ctx.enabled
+            else self.module
+        )
+        self.optimizer = build_optimizer(groups, cfg)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_linear(cfg.warmup_steps, cfg.steps))
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+
+    def _autocast(self):
+        if self.cfg.amp and self.ctx.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def state(self) -> dict:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": checkpoint.rng_state(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+        }
+
+    def save(self) -> None:
+        if self.checkpoint_dir is not None and self.ctx.is_main:
+            checkpoint.save(self.checkpoint_dir, self.step, self.module, self.state(), self.cfg.keep_checkpoints)
+
+    def resume(self) -> bool:
+        """Continue from the newest checkpoint in ``checkpoint_dir``, if any."""
+        found = checkpoint.latest(self.checkpoint_dir) if self.checkpoint_dir else None
+        if found is None:
+            return False
+        checkpoint.load_weights(self.module, found)
+        state = checkpoint.load_state(found)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        checkpoint.set_rng_state(state["rng"])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        log.info("resumed from %s (step %d, epoch %d, batch %d)", found, self.step, self.epoch, self.batch_in_epoch)
+        return True
+
+    def fit(self, batches: Callable[[int], Iterable[dict]], stop_after: int | None = None) -> dict[str, float]:
+        """Train until ``cfg.steps`` (or ``stop_after`` steps in this call, to simulate a kill)."""
+        cfg = self.cfg
+        if not self.resume():
+            seed_everything(cfg.seed + self.ctx.rank)
+        self.model.train()
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (self.progress and self.ctx.is_main), desc="train")
+        last: dict[str, float] = {}
+        window_samples, window_start = 0, time.perf_counter()
+        micro, started = 0, self.step
+        while self.step < cfg.steps:
+            iterator = iter(batches(self.epoch))
+            for _ in range(self.batch_in_epoch):  # skip what the resumed run already consumed
+                next(iterator, None)
+            exhausted = True
+            for batch in iterator:
+                batch = {k: v.to(self.ctx.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+                micro += 1
+                self.batch_in_epoch += 1
+                boundary = micro % cfg.grad_accum == 0
+                sync = contextlib.nullcontext() if boundary or not self.ctx.enabled else self.model.no_sync()
+                with sync, self._autocast():
+                    out = self.model(batch)
+                    (out["loss"] / cfg.grad_accum).backward()
+                window_samples += len(next(v for v in batch.values() if torch.is_tensor(v))) * self.ctx.world_size
+                if not boundary:
+                    continue
+                if cfg.clip > 0:
+                    torch.nn.utils.clip_grad_norm_(self.module.parameters(), cfg.clip)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    elapsed = time.perf_counter() - window_start
+                    last = {k: float(mean_across(v.float().mean(), self.ctx)) for k, v in out.items() if v.dim() == 0}
+                    last["samples_per_s"] = window_samples / max(elapsed, 1e-9)
+                    last["lr"] = self.scheduler.get_last_lr()[-1]
+                    bar.set_postfix(loss=f"{last['loss']:.3f}", sps=f"{last['samples_per_s']:.1f}")
+                    if self.on_log and self.ctx.is_main:
+                        self.on_log(self.step, last)
+                    window_samples, window_start = 0, time.perf_counter()
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    self.save()
+                if self.step >= cfg.steps or (stop_after is not None and self.step - started >= stop_after):
+                    exhausted = False
+                    break
+            if stop_after is not None and self.step - started >= stop_after:
+                break
+            if exhausted:
+                self.epoch += 1
+                self.batch_in_epoch = 0
+        bar.close()
+        return last

@@ -1,0 +1,195 @@
+"""Pre-training: build SOHO from parameters, train with the shared loop, evaluate on held-out pairs."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from soho.config import Params
+from soho.data import loaders
+from soho.data.atomic import atomic_file, write_text
+from soho.models.fusion import load_tokenizer
+from soho.models.soho import ModelSpec, SohoModel
+from soho.models.visual_dictionary import VisualDictionary
+from soho.objectives.pretraining import ObjectiveWeights, pretraining_step
+from soho.train import checkpoint
+from soho.train.distributed import DistContext
+from soho.train.loop import LoopConfig, Trainer
+
+log = logging.getLogger(__name__)
+
+
+def model_spec(params: Params) -> ModelSpec:
+    m = params.model
+    return ModelSpec(
+        vision_arch=m.vision.arch,
+        vision_layers=list(m.vision.layers),
+        vision_weights=m.vision.weights,
+        max_grid=m.vision.max_grid,
+        max_frames=m.vision.max_frames,
+        text_init=m.text.init,
+        text_layers=m.text.num_layers,
+        vd_size=m.vd.size,
+        vd_momentum=m.vd.momentum,
+        vd_dead_after=m.vd.dead_after,
+    )
+
+
+def loop_config(optim, seed: int) -> LoopConfig:
+    return LoopConfig(
+        steps=optim.steps,
+        lr=optim.lr,
+        cnn_lr=optim.cnn_lr,
+        weight_decay=optim.weight_decay,
+        warmup_steps=optim.warmup_steps,
+        grad_accum=optim.grad_accum,
+        clip=optim.clip,
+        amp=optim.amp,
+        checkpoint_every=optim.checkpoint_every,
+        log_every=optim.log_every,
+        seed=seed,
+    )
+
+
+def objective_weights(params: Params) -> ObjectiveWeights:
+    o = params.pretrain.objectives
+    return ObjectiveWeights(o.mlm, o.mvm, o.itm, o.mlm_probability, o.mvm_probability)
+
+
+class Pretraining(nn.Module):
+    """Wraps SOHO so that the whole pre-training step is one ``forward`` (as DDP requires)."""
+
+    def __init__(self, model: SohoModel, weights: ObjectiveWeights, tokenizer):
+        super().__init__()
+        self.model, self.weights = model, weights
+        self.register_buffer("special_ids", torch.tensor(tokenizer.all_special_ids), persistent=False)
+        self.mask_id = tokenizer.mask_token_id
+        self.generator: torch.Generator | None = None
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        out = pretraining_step(self.model, batch, self.weights, self.special_ids, self.mask_id, self.generator)
+        if "vd_indices" in out and self.model.vd is not None:
+            usage = VisualDictionary.usage(out.pop("vd_indices"), self.model.vd.size)
+            out |= {k: torch.tensor(v) for k, v in usage.items()}
+        return out
+
+
+def fingerprint(params: Params) -> str:
+    """What a resumable checkpoint must match: model, pre-training settings, seed and data."""
+    blob = json.dumps(
+        {
+            "model": params.model.model_dump(mode="json"),
+            "pretrain": params.pretrain.model_dump(mode="json"),
+            "seed": params.seed,
+        },
+        sort_keys=True,
+    )
+    stats = Path(params.paths.shards) / "stats.json"
+    blob += stats.read_text() if stats.exists() else ""
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@torch.no_grad()
+def evaluate(module: Pretraining, params: Params, tokenizer, device: torch.device) -> dict[str, float]:
+    """MLM, MVM and ITM accuracy and VD usage on held-out COCO pairs, with a fixed masking seed."""
+    module.eval()
+    generator = torch.Generator(device="cpu").manual_seed(1234)
+    module.generator = generator
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    indices = []
+    seen = 0
+    batches = loaders.caption_pipeline(
+        params.paths.shards,
+        ["coco"],
+        "val",
+        tokenizer,
+        params.model.image_size,
+        params.model.text.max_length,
+        params.pretrain.optim.batch_size,
+        params.seed,
+        epoch=0,
+    )
+    for batch in batches:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        out = pretraining_step(module.model, batch, module.weights, module.special_ids, module.mask_id, generator)
+        if "vd_indices" in out:
+            indices.append(out.pop("vd_indices").cpu())
+        size = len(batch["input_ids"])
+        for key, value in out.items():
+            sums[key] = sums.get(key, 0.0) + float(value) * size
+            counts[key] = counts.get(key, 0) + size
+        seen += size
+        if seen >= params.pretrain.eval_samples:
+            break
+    module.generator = None
+    metrics = {f"heldout_{k}": sums[k] / counts[k] for k in sums if k.endswith("_acc") or k.endswith("_loss")}
+    metrics["heldout_pairs"] = seen
+    if indices and module.model.vd is not None:
+        usage = VisualDictionary.usage(torch.cat([i.reshape(-1) for i in indices]), module.model.vd.size)
+        metrics |= {f"heldout_{k}": v for k, v in usage.items()}
+    module.train()
+    return metrics
+
+
+def run(params: Params, ctx: DistContext, on_log=None, progress: bool = True) -> dict:
+    """Train and evaluate; writes checkpoints/pretrain/{model.safetensors,spec.json}; returns the metrics."""
+    out_dir = Path(params.paths.checkpoints) / "pretrain"
+    train_dir = out_dir / "train"
+    marker = train_dir / "fingerprint"
+    current = fingerprint(params)
+    if train_dir.exists() and (not marker.exists() or marker.read_text() != current):
+        log.info("parameters or data changed since the last checkpoint: starting over")
+        shutil.rmtree(train_dir)
+    if ctx.is_main:
+        write_text(marker, current)
+    tokenizer = load_tokenizer(params.model.text.init)
+    torch.manual_seed(params.seed)
+    model = SohoModel(model_spec(params))
+    module = Pretraining(model, objective_weights(params), tokenizer)
+    optim = params.pretrain.optim
+    trainer = Trainer(
+        module, model.trainable_groups(), loop_config(optim, params.seed), train_dir, ctx, on_log, progress
+    )
+
+    def batches(epoch: int):
+        pipeline = loaders.caption_pipeline(
+            params.paths.shards,
+            list(params.pretrain.datasets),
+            "train",
+            tokenizer,
+            params.model.image_size,
+            params.model.text.max_length,
+            optim.batch_size,
+            params.seed,
+            epoch,
+            shuffle=optim.shuffle_buffer,
+        )
+        return torch.utils.data.DataLoader(pipeline, batch_size=None, num_workers=optim.num_workers)
+
+    final = trainer.fit(batches)
+    metrics = {f"final_{k}": v for k, v in final.items()}
+    if ctx.is_main:
+        metrics |= evaluate(module, params, tokenizer, ctx.device)
+        with atomic_file(out_dir / "model.safetensors") as tmp:
+            checkpoint.save_model(model, str(tmp))
+        write_text(out_dir / "spec.json", json.dumps(model_spec(params).__dict__, default=str, indent=1))
+    return metrics
+
+
+def write_curves(path: Path, rows: list[dict]) -> None:
+    """Per-step curves as CSV (a DVC plot)."""
+    if not rows:
+        return
+    fields = sorted({k for r in rows for k in r}, key=lambda k: (k != "step", k))
+    with atomic_file(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
