@@ -167,7 +167,11 @@ class Trainer:
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     elapsed = time.perf_counter() - window_start
-                    last = {k: float(mean_across(v.float().mean(), self.ctx)) for k, v in out.items() if v.dim() == 0}
+                    last = {
+                        k: float(mean_across(v.detach().float().mean(), self.ctx))
+                        for k, v in out.items()
+                        if v.dim() == 0
+                    }
                     last["samples_per_s"] = window_samples / max(elapsed, 1e-9)
                     last["lr"] = self.scheduler.get_last_lr()[-1]
                     bar.set_postfix(loss=f"{last['loss']:.3f}", sps=f"{last['samples_per_s']:.1f}")

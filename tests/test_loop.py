@@ -1,0 +1,134 @@
+"""The shared training loop: exact resume, checkpoints, and DDP equivalence (2-process gloo)."""
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from safetensors.torch import load_file
+from torch import nn
+
+from soho.models.fusion import load_tokenizer
+from soho.models.soho import ModelSpec, SohoModel
+from soho.objectives.pretraining import ObjectiveWeights
+from soho.train import checkpoint
+from soho.train.distributed import DistContext
+from soho.train.loop import LoopConfig, Trainer
+from soho.train.pretrain import Pretraining
+
+
+def tiny_soho():
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer("minilm")
+    model = SohoModel(ModelSpec(text_layers=1, vd_size=16, vd_dead_after=3))
+    return Pretraining(model, ObjectiveWeights(), tokenizer), model, tokenizer
+
+
+def soho_batches(tokenizer):
+    captions = ["a small red circle", "two shapes in blue", "a large green square above a triangle", "one shape"]
+
+    def batches(epoch):
+        generator = torch.Generator().manual_seed(epoch)
+        for _ in range(3):
+            enc = tokenizer(captions, padding=True, return_tensors="pt")
+            yield {
+                "pixels": torch.randn(4, 3, 64, 64, generator=generator),
+                "input_ids": enc["input_ids"],
+                "attention_mask": enc["attention_mask"],
+            }
+
+    return batches
+
+
+def train_soho(directory, stop_after=None):
+    module, model, tokenizer = tiny_soho()
+    cfg = LoopConfig(steps=5, warmup_steps=2, checkpoint_every=2, log_every=1, seed=3)
+    trainer = Trainer(module, model.trainable_groups(), cfg, directory, progress=False)
+    trainer.fit(soho_batches(tokenizer), stop_after=stop_after)
+    return trainer
+
+
+def test_kill_and_resume_reaches_the_same_weights(tmp_path):
+    straight = train_soho(tmp_path / "straight")
+    train_soho(tmp_path / "resumed", stop_after=3)  # "killed" after step 3; newest checkpoint is step 2
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path / "resumed")] == ["step-00000002"]
+    resumed = train_soho(tmp_path / "resumed")
+    assert resumed.step == straight.step == 5 and resumed.epoch == straight.epoch
+    a, b = straight.module.state_dict(), resumed.module.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), key
+
+
+def test_checkpoints_load_weights_only_and_prune(tmp_path):
+    trainer = train_soho(tmp_path / "ck")
+    names = [p.name for p in checkpoint.list_checkpoints(tmp_path / "ck")]
+    assert names == ["step-00000004", "step-00000005"]  # keep=2
+    state = torch.load(tmp_path / "ck" / "step-00000005" / "state.pt", weights_only=True)
+    assert state["step"] == 5 and state["batch_in_epoch"] == 2
+    tensors = load_file(tmp_path / "ck" / "step-00000005" / "model.safetensors")
+    assert torch.equal(tensors["model.vd.embedding"], trainer.module.model.vd.embedding)
+    fresh, _, _ = tiny_soho()
+    checkpoint.load_weights(fresh, tmp_path / "ck" / "step-00000005")
+    assert torch.equal(fresh.model.vision.project.weight, trainer.module.model.vision.project.weight)
+
+
+class Regression(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 1))
+
+    def forward(self, batch):
+        return {"loss": ((self.net(batch["x"]) - batch["y"]) ** 2).mean()}
+
+
+def global_batches(rank: int, world: int):
+    def batches(epoch):
+        generator = torch.Generator().manual_seed(100 + epoch)
+        for _ in range(4):
+            x = torch.randn(8, 6, generator=generator)
+            y = x.sum(1, keepdim=True).sin()
+            part = slice(rank * 8 // world, (rank + 1) * 8 // world)
+            yield {"x": x[part], "y": y[part]}
+
+    return batches
+
+
+CFG = LoopConfig(steps=6, lr=0.05, cnn_lr=0.05, warmup_steps=0, checkpoint_every=100, log_every=1, clip=0.0)
+
+
+def ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        model = Regression()
+        trainer = Trainer(
+            model, {"transformer": list(model.parameters())}, CFG, None, DistContext(rank, world), progress=False
+        )
+        trainer.fit(global_batches(rank, world))
+        if rank == 0:
+            torch.save(model.state_dict(), out)
+    finally:
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_single_process(tmp_path):
+    single = Regression()
+    Trainer(single, {"transformer": list(single.parameters())}, CFG, None, progress=False).fit(global_batches(0, 1))
+    out = tmp_path / "ddp.pt"
+    mp.spawn(ddp_worker, args=(2, free_port(), str(out)), nprocs=2, join=True)
+    ddp = torch.load(out, weights_only=True)
+    untrained = Regression().state_dict()
+    for key, value in single.state_dict().items():
+        assert not torch.allclose(value, untrained[key])  # it did train
+        assert torch.allclose(value, ddp[f"{key}"], atol=1e-5), key
