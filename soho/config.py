@@ -102,8 +102,8 @@ class TextParams(Section):
 
 
 class VdParams(Section):
-    size: int = Field(default=256, ge=0)  # 0 = no Visual Dictionary (ablation)
-    momentum: float = Field(default=0.99, ge=0, lt=1)
+    size: int = Field(default=64, ge=0)  # 0 = no Visual Dictionary (ablation)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
     dead_after: int = Field(default=50, gt=0)
 
 
@@ -128,7 +128,7 @@ class OptimParams(Section):
     steps: int = Field(default=150, gt=0)
     batch_size: int = Field(default=32, gt=0)
     grad_accum: int = Field(default=1, gt=0)
-    lr: float = Field(default=1e-4, gt=0)
+    lr: float = Field(default=3e-4, gt=0)
     cnn_lr: float = Field(default=3e-4, gt=0)
     weight_decay: float = Field(default=0.01, ge=0)
     warmup_steps: int = Field(default=15, ge=0)

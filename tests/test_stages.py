@@ -16,7 +16,8 @@ BIN = Path(sys.executable).parent
 
 
 def run(cmd, cwd, check=True):
-    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", HF_HUB_OFFLINE="1")
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env.pop("MLFLOW_TRACKING_URI", None)
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
@@ -32,6 +33,10 @@ def project(tmp_path_factory):
     shutil.copy(REPO / "dvc.yaml", root)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"] = tiny_data().model_dump(mode="json")
+    params["model"]["image_size"] = 64
+    params["model"]["text"]["num_layers"] = 1
+    params["pretrain"]["eval_samples"] = 4
+    params["pretrain"]["optim"].update(steps=3, batch_size=4, checkpoint_every=2, log_every=1, num_workers=0)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     run(["git", "init", "-q"], root)
     run(["dvc", "init", "-q"], root)
@@ -43,9 +48,9 @@ def stages_to_run(project):
     """Stages that `dvc status` says are stale; then `dvc repro` them and check all is up to date."""
     import json
 
-    stale = sorted(json.loads(run(["dvc", "status", "--json", "shard"], project).stdout))
+    stale = sorted(json.loads(run(["dvc", "status", "--json", "--with-deps", "shard"], project).stdout))
     run(["dvc", "repro", "shard"], project)
-    assert json.loads(run(["dvc", "status", "--json", "shard"], project).stdout) == {}
+    assert json.loads(run(["dvc", "status", "--json", "--with-deps", "shard"], project).stdout) == {}
     return stale
 
 
@@ -78,3 +83,25 @@ def test_bad_parameter_fails_before_work_with_the_key(project, tmp_path):
     assert result.returncode == 2
     assert "data.coco.train: Input should be greater than 0 (got -5)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_pretrain_stage_writes_checkpoint_metrics_and_mlflow_run(project):
+    import json
+
+    import mlflow
+
+    run(["dvc", "repro", "pretrain"], project)
+    metrics = json.loads((project / "results" / "pretrain.json").read_text())
+    for key in ("heldout_mlm_acc", "heldout_mvm_acc", "heldout_itm_acc", "heldout_vd_used_fraction", "final_loss"):
+        assert key in metrics
+    assert (project / "checkpoints" / "pretrain" / "model.safetensors").stat().st_size > 1_000_000
+    curve = (project / "results" / "plots" / "pretrain.csv").read_text().splitlines()
+    assert curve[0].startswith("step,") and len(curve) == 4
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    [experiment] = [e for e in client.search_experiments() if e.name == "soho-embedded"]
+    [logged] = client.search_runs([experiment.experiment_id])
+    assert logged.data.tags["stage"] == "pretrain" and logged.data.tags["profile"] == "embedded"
+    assert logged.data.params["pretrain.optim.steps"] == "3"
+    assert len(client.get_metric_history(logged.info.run_id, "loss")) == 3
+    artifacts = {a.path for a in client.list_artifacts(logged.info.run_id)}
+    assert {"pretrain.json", "pretrain.csv", "checkpoint"} <= artifacts
