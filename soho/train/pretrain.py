@@ -39,6 +39,8 @@ def model_spec(params: Params) -> ModelSpec:
         vd_size=m.vd.size,
         vd_momentum=m.vd.momentum,
         vd_dead_after=m.vd.dead_after,
+        embed_dim=m.embed_dim,
+        pooling=m.text.pooling,
     )
 
 
@@ -60,7 +62,7 @@ def loop_config(optim, seed: int) -> LoopConfig:
 
 def objective_weights(params: Params) -> ObjectiveWeights:
     o = params.pretrain.objectives
-    return ObjectiveWeights(o.mlm, o.mvm, o.itm, o.mlm_probability, o.mvm_probability)
+    return ObjectiveWeights(o.mlm, o.mvm, o.itm, o.mlm_probability, o.mvm_probability, o.itc)
 
 
 class Pretraining(nn.Module):
