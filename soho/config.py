@@ -150,6 +150,16 @@ class PretrainParams(Section):
     optim: OptimParams = OptimParams()
 
 
+class FinetuneParams(Section):
+    """Downstream fine-tuning shared by every task; ``variants`` are the baselines trained beside SOHO."""
+
+    variants: tuple[Literal["pretrained", "scratch", "text_only"], ...] = ("pretrained", "scratch", "text_only")
+    answer_vocab: int = Field(default=64, gt=1)  # VQA answers kept (most frequent in training)
+    retrieval_max_images: int = Field(default=0, ge=0)  # 0 = the whole test split
+    eval_batch_size: int = Field(default=64, gt=0)
+    optim: OptimParams = OptimParams(steps=40, warmup_steps=4, checkpoint_every=20, log_every=5)
+
+
 class Params(BaseSettings):
     """The whole of ``params.yaml`` (after the profile overlay), plus ``SOHO_*`` env overrides."""
 
@@ -163,6 +173,7 @@ class Params(BaseSettings):
     shard: Shard = Shard()
     model: ModelParams = ModelParams()
     pretrain: PretrainParams = PretrainParams()
+    finetune: FinetuneParams = FinetuneParams()
 
     @model_validator(mode="after")
     def _pretrain_data_is_sharded(self) -> Params:

@@ -11,6 +11,7 @@ from pathlib import Path
 from soho import stage, tracking
 from soho.data.atomic import write_text
 from soho.train import distributed, pretrain
+from soho.train.curves import CurveLog, write_csv
 
 
 def main(params, args) -> None:
@@ -18,7 +19,6 @@ def main(params, args) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     ctx = distributed.init_from_env()
     results = Path(params.paths.results)
-    curves: list[dict] = []
     if not ctx.is_main:
         pretrain.run(params, ctx, progress=False)
         return
@@ -26,13 +26,13 @@ def main(params, args) -> None:
         mlflow.set_tag("world_size", ctx.world_size)
 
         def on_log(step: int, metrics: dict) -> None:
-            curves.append({"step": step, **metrics})
             mlflow.log_metrics(metrics, step=step)
 
         metrics = pretrain.run(params, ctx, on_log)
         mlflow.log_metrics(metrics)
         write_text(results / "pretrain.json", json.dumps(metrics, indent=1, sort_keys=True))
-        pretrain.write_curves(results / "plots" / "pretrain.csv", curves)
+        rows = CurveLog(Path(params.paths.checkpoints) / "pretrain" / "train" / "curves.jsonl").rows()
+        write_csv(results / "plots" / "pretrain.csv", rows)
         for path in (results / "pretrain.json", results / "plots" / "pretrain.csv"):
             tracking.log_artifact(mlflow, path)
         tracking.log_artifact(mlflow, Path(params.paths.checkpoints) / "pretrain" / "model.safetensors", "checkpoint")

@@ -105,3 +105,41 @@ def test_pretrain_stage_writes_checkpoint_metrics_and_mlflow_run(project):
     assert len(client.get_metric_history(logged.info.run_id, "loss")) == 3
     artifacts = {a.path for a in client.list_artifacts(logged.info.run_id)}
     assert {"pretrain.json", "pretrain.csv", "checkpoint"} <= artifacts
+
+
+def test_finetune_and_evaluate_one_task_and_load_the_logged_model(project):
+    import json
+
+    import mlflow
+    import mlflow.pytorch
+    import torch
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["finetune"]["optim"].update(steps=2, batch_size=4, checkpoint_every=1, log_every=1, num_workers=0)
+    params["finetune"]["eval_batch_size"] = 8
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    run(["dvc", "repro", "evaluate@snli_ve"], project)
+    report = json.loads((project / "results" / "snli_ve.json").read_text())
+    assert set(report) == {"chance", "pretrained", "scratch", "text_only"}
+    for variant in report.values():
+        assert set(variant) == {"dev", "test"} and 0 <= variant["test"]["accuracy"] <= 100
+    submission = json.loads((project / "results" / "submissions" / "snli_ve.json").read_text())
+    assert {"index", "prediction", "label"} <= set(submission["test"][0])
+    for variant in ("pretrained", "scratch", "text_only"):
+        assert (project / "checkpoints" / "finetune" / "snli_ve" / variant / "model.safetensors").exists()
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    [experiment] = [e for e in client.search_experiments() if e.name == "soho-embedded"]
+    runs = client.search_runs([experiment.experiment_id], "tags.task = 'snli_ve'")
+    assert sorted(r.data.tags["stage"] for r in runs) == ["evaluate", "finetune", "finetune", "finetune"]
+    [evaluation] = [r for r in runs if r.data.tags["stage"] == "evaluate"]
+    assert "pretrained.test.accuracy" in evaluation.data.metrics
+    model = mlflow.pytorch.load_model(f"runs:/{evaluation.info.run_id}/model")
+    from soho.models.fusion import load_tokenizer
+
+    tokenizer = load_tokenizer("minilm")
+    batch = dict(tokenizer(["there is a red circle"], return_tensors="pt"))
+    batch["pixels"] = torch.zeros(1, 3, 64, 64)
+    [prediction] = model.predict(batch)
+    assert prediction in (0, 1, 2)

@@ -143,10 +143,12 @@ def pipeline(
     shuffle: int = 0,
     seed: int = 0,
     partial: bool = True,
+    expand: bool = False,
 ) -> wds.WebDataset:
     """decode -> map (resize/augment/tokenise) -> batch, split by node (DDP rank) and worker.
 
     Shuffling (shards, then a sample buffer) is seeded, so an epoch's order is reproducible.
+    With ``expand``, ``map_sample`` returns a list (e.g. one entry per VQA question of an image).
     """
     dataset = wds.WebDataset(
         urls,
@@ -159,9 +161,7 @@ def pipeline(
     )
     if shuffle:
         dataset = dataset.shuffle(shuffle, seed=seed)
-    return (
-        dataset.decode("pil")
-        .map(map_sample)
-        .select(lambda s: s is not None)
-        .batched(batch_size, collation_fn=collate, partial=partial)
-    )
+    mapped = dataset.decode("pil").map(map_sample)
+    if expand:
+        mapped = mapped.compose(lambda source: (item for items in source for item in items))
+    return mapped.select(lambda s: s is not None).batched(batch_size, collation_fn=collate, partial=partial)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,6 @@ def save(directory: Path, step: int, model: nn.Module, training_state: dict[str,
         save_model(model, str(staging / "model.safetensors"))
         torch.save(training_state, staging / "state.pt")
     for old in sorted(list_checkpoints(directory))[:-keep]:
-        import shutil
-
         shutil.rmtree(old)
     return target
 

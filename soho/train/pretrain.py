@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -20,6 +19,7 @@ from soho.models.soho import ModelSpec, SohoModel
 from soho.models.visual_dictionary import VisualDictionary
 from soho.objectives.pretraining import ObjectiveWeights, pretraining_step
 from soho.train import checkpoint
+from soho.train.curves import CurveLog
 from soho.train.distributed import DistContext
 from soho.train.loop import LoopConfig, Trainer
 
@@ -142,7 +142,10 @@ def evaluate(module: Pretraining, params: Params, tokenizer, device: torch.devic
 
 
 def run(params: Params, ctx: DistContext, on_log=None, progress: bool = True) -> dict:
-    """Train and evaluate; writes checkpoints/pretrain/{model.safetensors,spec.json}; returns the metrics."""
+    """Train and evaluate; writes checkpoints/pretrain/{model.safetensors,spec.json}; returns the metrics.
+
+    The per-step curves (also after a resume) are in ``checkpoints/pretrain/train/curves.jsonl``.
+    """
     out_dir = Path(params.paths.checkpoints) / "pretrain"
     train_dir = out_dir / "train"
     marker = train_dir / "fingerprint"
@@ -176,22 +179,19 @@ def run(params: Params, ctx: DistContext, on_log=None, progress: bool = True) ->
         )
         return torch.utils.data.DataLoader(pipeline, batch_size=None, num_workers=optim.num_workers)
 
-    final = trainer.fit(batches)
-    metrics = {f"final_{k}": v for k, v in final.items()}
+    curves = CurveLog(train_dir / "curves.jsonl")
+
+    def log_step(step: int, values: dict) -> None:
+        curves.append(step, values)
+        if on_log is not None:
+            on_log(step, values)
+
+    trainer.on_log = log_step
+    trainer.fit(batches)
+    metrics = curves.final()
     if ctx.is_main:
         metrics |= evaluate(module, params, tokenizer, ctx.device)
         with atomic_file(out_dir / "model.safetensors") as tmp:
             checkpoint.save_model(model, str(tmp))
         write_text(out_dir / "spec.json", json.dumps(model_spec(params).__dict__, default=str, indent=1))
     return metrics
-
-
-def write_curves(path: Path, rows: list[dict]) -> None:
-    """Per-step curves as CSV (a DVC plot)."""
-    if not rows:
-        return
-    fields = sorted({k for r in rows for k in r}, key=lambda k: (k != "step", k))
-    with atomic_file(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)

@@ -1,0 +1,1 @@
+"""Downstream metrics (retrieval recall, VQA accuracy, classification and consistency)."""

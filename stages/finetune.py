@@ -1,0 +1,39 @@
+"""DVC stage `finetune@<task>`: fine-tune SOHO on one downstream task, with its baselines.
+
+Trains every variant in ``finetune.variants`` (pretrained, scratch, text_only), one MLflow
+run each, into ``checkpoints/finetune/<task>/<variant>/``.
+"""
+
+import os
+import sys
+
+from soho import stage, tracking
+from soho.tasks import TASKS
+from soho.tasks.run import finetune
+from soho.train import distributed
+
+
+def add_task(parser) -> None:
+    parser.add_argument("--task", required=True, choices=TASKS)
+
+
+def main(params, args) -> None:
+    """Fine-tune every variant of one task."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    ctx = distributed.init_from_env()
+    for variant in params.finetune.variants:
+        if not ctx.is_main:
+            finetune(params, args.task, variant, ctx, progress=False)
+            continue
+        with tracking.stage_run("finetune", params, args.task) as mlflow:
+            mlflow.set_tag("variant", variant)
+
+            def on_log(step: int, metrics: dict, mlflow=mlflow) -> None:
+                mlflow.log_metrics(metrics, step=step)
+
+            final = finetune(params, args.task, variant, ctx, on_log)
+            mlflow.log_metrics({f"final_{k}": v for k, v in final.items()})
+
+
+if __name__ == "__main__":
+    sys.exit(stage.run("finetune", main, add_task))

@@ -1,0 +1,55 @@
+"""Task heads and the task model: output shapes per task, the text-only variant ignores the image."""
+
+import pytest
+import torch
+
+from soho.models.soho import ModelSpec, SohoModel
+from soho.tasks.model import TaskModel
+
+
+@pytest.fixture(scope="module")
+def soho():
+    torch.manual_seed(0)
+    return SohoModel(ModelSpec(text_layers=1, vd_size=8, pooling="mean")).eval()
+
+
+def batch(size=3, pairs=False):
+    pixels = torch.randn(size, 2, 3, 64, 64) if pairs else torch.randn(size, 3, 64, 64)
+    ids = torch.randint(1000, 2000, (size, 7))
+    ids[:, 0] = 101
+    return {"pixels": pixels, "input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+@pytest.mark.parametrize(
+    ("task", "pairs", "classes"),
+    [("vqa", False, 5), ("nlvr2", True, 2), ("snli_ve", False, 3), ("retrieval_coco", False, 2)],
+)
+def test_logit_shapes(soho, task, pairs, classes):
+    answers = [f"a{i}" for i in range(5)] if task == "vqa" else None
+    model = TaskModel(soho, task, answers=answers).eval()
+    with torch.no_grad():
+        assert model.logits(batch(pairs=pairs)).shape == (3, classes)
+    predictions = model.predict(batch(pairs=pairs))
+    assert len(predictions) == 3
+    if task == "vqa":
+        assert set(predictions) <= set(answers)
+
+
+def test_text_only_ignores_the_image_and_full_model_does_not(soho):
+    text_only = TaskModel(soho, "snli_ve", text_only=True).eval()
+    full = TaskModel(soho, "snli_ve").eval()
+    full.head = text_only.head
+    first, second = batch(), batch()
+    second["input_ids"], second["attention_mask"] = first["input_ids"], first["attention_mask"]
+    with torch.no_grad():
+        assert torch.equal(text_only.logits(first), text_only.logits(second))
+        assert not torch.allclose(full.logits(first), full.logits(second))
+
+
+def test_match_matrix_equals_pairwise_scores(soho):
+    model = TaskModel(soho, "retrieval_coco").eval()
+    data = batch(size=4)
+    matrix = model.match_matrix(data["pixels"][:2], data["input_ids"], data["attention_mask"], chunk=3)
+    for image in range(2):
+        pairs = dict(data, pixels=data["pixels"][image : image + 1].expand(4, -1, -1, -1))
+        assert torch.allclose(matrix[:, image], torch.tensor(model.predict(pairs)), atol=1e-5)
