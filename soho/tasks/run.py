@@ -7,9 +7,7 @@ Layout: ``checkpoints/finetune/<task>/<variant>/{model.safetensors,answers.json,
 from __future__ import annotations
 
 import json
-import logging
 import random
-import shutil
 from pathlib import Path
 
 import torch
@@ -26,8 +24,6 @@ from soho.train import checkpoint
 from soho.train.distributed import DistContext
 from soho.train.loop import Trainer
 from soho.train.pretrain import fingerprint, loop_config, model_spec
-
-log = logging.getLogger(__name__)
 
 
 def variant_dir(params: Params, task: str, variant: str) -> Path:
@@ -48,12 +44,8 @@ def finetune(params: Params, task: str, variant: str, ctx: DistContext, on_log=N
     out = variant_dir(params, task, variant)
     train_dir = out / "train"
     current = fingerprint(params) + task + variant + json.dumps(params.finetune.model_dump(mode="json"))
-    marker = train_dir / "fingerprint"
-    if train_dir.exists() and (not marker.exists() or marker.read_text() != current):
-        shutil.rmtree(train_dir)  # settings changed: a stale checkpoint must not be resumed
-    if ctx.is_main:
-        write_text(marker, current)
-    answers = answer_vocabulary(Path(params.paths.shards), params.finetune.answer_vocab) if task == "vqa" else None
+    checkpoint.start_over_if_changed(train_dir, current, ctx.is_main)
+    answers = _answers(params, task)
     tokenizer = load_tokenizer(params.model.text.init)
     module = build(params, task, variant, answers)
     optim = params.finetune.optim
@@ -172,7 +164,7 @@ def evaluate(params: Params, task: str, variant: str | None) -> dict:
                 for i, (t, r) in enumerate(zip(text_image, top, strict=True))
             ]
             continue
-        predictions, labels, groups, questions = [], [], [], {}
+        predictions, labels, groups = [], [], []
         for batch in _batches(params, task, split, tokenizer, answers):
             guess = module.predict(batch) if module else None
             if task == "vqa":

@@ -6,6 +6,7 @@ folder and renamed, so a crash never leaves a half checkpoint that resume would 
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import shutil
@@ -16,8 +17,9 @@ import torch
 from safetensors.torch import load_model, save_model  # noqa: F401 - save_model re-exported
 from torch import nn
 
-from soho.data.atomic import atomic_directory
+from soho.data.atomic import atomic_directory, write_text
 
+log = logging.getLogger(__name__)
 STEP_DIR = re.compile(r"^step-(\d{8})$")
 
 
@@ -70,3 +72,18 @@ def load_weights(model: nn.Module, path: Path, strict: bool = True) -> None:
 
 def load_state(path: Path) -> dict[str, Any]:
     return torch.load(Path(path) / "state.pt", map_location="cpu", weights_only=True)
+
+
+def start_over_if_changed(directory: Path, fingerprint: str, is_main: bool = True) -> None:
+    """Delete ``directory``'s checkpoints when they were made under another ``fingerprint``.
+
+    Why: resuming a checkpoint trained with other parameters or data would silently mix
+    two runs; a changed configuration starts over instead.
+    """
+    directory = Path(directory)
+    marker = directory / "fingerprint"
+    if directory.exists() and (not marker.exists() or marker.read_text() != fingerprint):
+        log.info("parameters or data changed since the last checkpoint in %s: starting over", directory)
+        shutil.rmtree(directory)
+    if is_main:
+        write_text(marker, fingerprint)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import torch
@@ -148,13 +147,7 @@ def run(params: Params, ctx: DistContext, on_log=None, progress: bool = True) ->
     """
     out_dir = Path(params.paths.checkpoints) / "pretrain"
     train_dir = out_dir / "train"
-    marker = train_dir / "fingerprint"
-    current = fingerprint(params)
-    if train_dir.exists() and (not marker.exists() or marker.read_text() != current):
-        log.info("parameters or data changed since the last checkpoint: starting over")
-        shutil.rmtree(train_dir)
-    if ctx.is_main:
-        write_text(marker, current)
+    checkpoint.start_over_if_changed(train_dir, fingerprint(params), ctx.is_main)
     tokenizer = load_tokenizer(params.model.text.init)
     torch.manual_seed(params.seed)
     model = SohoModel(model_spec(params))
