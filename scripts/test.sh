@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# README command (2): install what the tests need, then run the test suite.
+# README command (2): install what the tests need, run the test suite, then reproduce the
+# embedded pipeline with DVC and check every metric against its band (stage `validate`).
 # pytest's exit code is kept: 5 ("no tests collected") fails like any other error.
+# Arguments go to pytest; SOHO_SKIP_PIPELINE=1 stops after the tests (a quicker local loop).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh --dev
-export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-ruff check soho stages tests
+export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+ruff check soho stages tests scripts
 python -m pytest "$@"
+if [ "${SOHO_SKIP_PIPELINE:-0}" != "1" ]; then
+  start=$(date +%s)
+  dvc repro
+  echo "test.sh: embedded dvc repro (validate included) took $(( $(date +%s) - start )) s"
+fi

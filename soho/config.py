@@ -125,6 +125,14 @@ class ObjectiveParams(Section):
     mlm_probability: float = Field(default=0.15, gt=0, lt=1)
     mvm_probability: float = Field(default=0.3, ge=0, le=1)
     itc: float = Field(default=0.0, ge=0)  # image-text contrastive (SCL's alignment; hard negatives for ITM)
+    scl: float = Field(default=0.0, ge=0)  # semantic completion learning (arXiv 2211.13437); needs itc > 0
+    scl_mask_ratio: float = Field(default=0.4, gt=0, lt=1)  # tokens / visual tokens masked for SCL
+
+    @model_validator(mode="after")
+    def _scl_needs_itc(self) -> ObjectiveParams:
+        if self.scl > 0 and self.itc <= 0:
+            raise ValueError(f"scl: SCL completes towards the ITC embeddings, so itc must be > 0 (got itc={self.itc})")
+        return self
 
 
 class OptimParams(Section):
@@ -156,8 +164,22 @@ class FinetuneParams(Section):
     variants: tuple[Literal["pretrained", "scratch", "text_only"], ...] = ("pretrained", "scratch", "text_only")
     answer_vocab: int = Field(default=64, gt=1)  # VQA answers kept (most frequent in training)
     retrieval_max_images: int = Field(default=0, ge=0)  # 0 = the whole test split
+    retrieval_itc: float = Field(default=1.0, ge=0)  # ITC weight beside ITM when fine-tuning retrieval
+    retrieval_rerank_k: int = Field(default=0, ge=0)  # ITM re-ranks the ITC top-k per query; 0 = ITM on all pairs
     eval_batch_size: int = Field(default=64, gt=0)
+    video_frames: int = Field(default=4, gt=0)  # frames sampled per clip (video retrieval), <= model.vision.max_frames
     optim: OptimParams = OptimParams(steps=40, warmup_steps=4, checkpoint_every=20, log_every=5)
+
+
+class AblationParams(Section):
+    """The table's ablation rows: short pre-training runs on one schedule, ``default`` included.
+
+    ``runs`` maps a row name to dotted parameter overrides, the same keys ``dvc exp run -S``
+    takes (e.g. ``{"model.vd.size": 0}``), so a row can be re-run at full length as an experiment.
+    """
+
+    steps: int = Field(default=40, gt=0)
+    runs: dict[str, dict[str, Any]] = {}
 
 
 class Params(BaseSettings):
@@ -174,12 +196,18 @@ class Params(BaseSettings):
     model: ModelParams = ModelParams()
     pretrain: PretrainParams = PretrainParams()
     finetune: FinetuneParams = FinetuneParams()
+    ablations: AblationParams = AblationParams()
 
     @model_validator(mode="after")
     def _pretrain_data_is_sharded(self) -> Params:
         missing = sorted(set(self.pretrain.datasets) - set(self.shard.datasets))
         if missing:
             raise ValueError(f"pretrain.datasets: {missing} are not in shard.datasets")
+        if self.finetune.video_frames > self.model.vision.max_frames:
+            raise ValueError(
+                f"finetune.video_frames: {self.finetune.video_frames} exceeds model.vision.max_frames="
+                f"{self.model.vision.max_frames} (the temporal position embedding has that many rows)"
+            )
         return self
 
     @classmethod
@@ -249,6 +277,21 @@ def load_params(path: str | Path = "params.yaml", profile: str | None = None) ->
         return Params(**raw)
     except ValidationError as err:
         raise ConfigError(_format_errors(str(path), err)) from None
+
+
+def with_overrides(params: Params, overrides: dict[str, Any], source: str = "overrides") -> Params:
+    """A copy of ``params`` with dotted keys replaced (``{"model.vd.size": 16}``), re-validated."""
+    nested: dict[str, Any] = {}
+    for dotted, value in overrides.items():
+        node = nested
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    try:
+        return Params(**deep_merge(params.model_dump(mode="json"), nested))
+    except ValidationError as err:
+        raise ConfigError(_format_errors(source, err)) from None
 
 
 def flatten(params: BaseModel | dict[str, Any], prefix: str = "") -> dict[str, Any]:

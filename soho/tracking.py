@@ -37,7 +37,7 @@ def pipeline_id(params: Params) -> str:
 
 
 @contextlib.contextmanager
-def stage_run(stage: str, params: Params, task: str | None = None) -> Iterator[object]:
+def stage_run(stage: str, params: Params, task: str | None = None, run_name: str | None = None) -> Iterator[object]:
     """Start an MLflow run for one stage execution; yields the ``mlflow`` module."""
     import logging
 
@@ -46,7 +46,7 @@ def stage_run(stage: str, params: Params, task: str | None = None) -> Iterator[o
     logging.getLogger("alembic").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI))
     mlflow.set_experiment(f"soho-{params.profile}")
-    name = f"{stage}@{task}" if task else stage
+    name = run_name or (f"{stage}@{task}" if task else stage)
     tags = {
         "stage": stage,
         "profile": params.profile,
@@ -61,6 +61,15 @@ def stage_run(stage: str, params: Params, task: str | None = None) -> Iterator[o
         for start in range(0, len(items), 100):
             mlflow.log_params(dict(items[start : start + 100]))
         yield mlflow
+
+
+def pinned_requirements(
+    packages: tuple[str, ...] = ("torch", "torchvision", "transformers", "safetensors"),
+) -> list[str]:
+    """``name==version`` of the installed packages a logged model needs (from package metadata)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in packages]
 
 
 def log_artifact(mlflow, path: Path, artifact_path: str | None = None) -> None:

@@ -8,7 +8,7 @@ import os
 import sys
 
 from soho import stage, tracking
-from soho.tasks import TASKS
+from soho.tasks import TASKS, variants_for
 from soho.tasks.run import finetune
 from soho.train import distributed
 
@@ -21,7 +21,7 @@ def main(params, args) -> None:
     """Fine-tune every variant of one task."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     ctx = distributed.init_from_env()
-    for variant in params.finetune.variants:
+    for variant in variants_for(args.task, params.finetune.variants):
         if not ctx.is_main:
             finetune(params, args.task, variant, ctx, progress=False)
             continue

@@ -35,3 +35,14 @@ def tiny_data() -> SyntheticData:
 def tiny_raw(tmp_path_factory) -> Path:
     """A tiny generated data set (read-only for tests: copy before changing it)."""
     return synthetic.generate(tmp_path_factory.mktemp("tiny") / "raw", tiny_data(), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tiny_raw, tmp_path_factory) -> Path:
+    """WebDataset shards of the tiny data set (read-only for tests)."""
+    from soho.data import shards
+    from soho.data.catalog import DATASETS
+
+    out = tmp_path_factory.mktemp("tiny-shards") / "shards"
+    shards.write_all(DATASETS, tiny_raw, out, 5, 0.0)
+    return out

@@ -93,6 +93,18 @@ class SohoModel(nn.Module):
         hidden = self.fuse(input_ids, attention_mask, None, None)
         return nn.functional.normalize(self.text_proj(self.fusion.pool(hidden, attention_mask)), dim=-1)
 
+    def completed_embeddings(self, hidden: torch.Tensor, text_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Global image and text features of a fused [text; visual] sequence, in the ITC spaces (SCL).
+
+        The visual tokens' pooled state goes through ``image_proj``, the text tokens' through
+        ``text_proj``: after fusion, each side's global feature can be compared with the
+        unimodal embedding of the complete input.
+        """
+        length = text_mask.shape[1]
+        image = self.image_proj(self.fusion.pool(hidden[:, length:]))
+        text = self.text_proj(self.fusion.pool(hidden[:, :length], text_mask))
+        return nn.functional.normalize(image, dim=-1), nn.functional.normalize(text, dim=-1)
+
     def pool(self, hidden: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
         """Pooled [text; visual] hidden states (all visual tokens count)."""
         visual = hidden.shape[1] - text_mask.shape[1]

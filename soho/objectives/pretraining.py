@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from soho.models.soho import SohoModel
-from soho.objectives import itc, itm, mlm, mvm
+from soho.objectives import itc, itm, mlm, mvm, scl
 
 
 @dataclass(frozen=True)
@@ -22,13 +22,15 @@ class ObjectiveWeights:
     mlm_probability: float = 0.15
     mvm_probability: float = 0.3
     itc: float = 0.0
+    scl: float = 0.0
+    scl_mask_ratio: float = 0.4
 
 
 def pretraining_step(
     model: SohoModel,
     batch: dict[str, torch.Tensor],
     weights: ObjectiveWeights,
-    special_ids: torch.Tensor,
+    special_ids: torch.Tensor | None,
     mask_id: int,
     generator: torch.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
@@ -66,6 +68,12 @@ def pretraining_step(
         loss, acc, similarity = itc.itc_loss(image_embed, text_embed, model.logit_scale, same)
         total = total + weights.itc * loss
         out |= {"itc_loss": loss.detach(), "itc_acc": acc}
+        if weights.scl > 0:
+            loss, parts = semantic_completion(
+                model, batch, visual, layout, image_embed, text_embed, same, weights, special_ids, mask_id, generator
+            )
+            total = total + weights.scl * loss
+            out |= {"scl_loss": loss.detach()} | parts
     if weights.itm > 0:
         logits, labels = itm_pairs(model, batch, visual, layout, similarity, same, generator)
         loss, acc = itm.itm_loss(logits, labels)
@@ -100,3 +108,67 @@ def itm_pairs(
     hidden = model.fuse(ids, mask, torch.cat([visual, visual]), layout)
     labels = torch.cat([torch.ones_like(negative), torch.zeros_like(negative)])
     return model.itm_logits(hidden, mask), labels
+
+
+def scl_masks(
+    input_ids: torch.Tensor,
+    attention: torch.Tensor,
+    visual_shape: torch.Size,
+    ratio: float,
+    special_ids: torch.Tensor,
+    mask_id: int,
+    vocab_size: int,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SCL's own masks: (masked input ids, (B, N) visual mask over every visual token).
+
+    Drawn apart from the MLM/MVM masks so switching SCL on or off leaves those objectives'
+    inputs as they were. For a clip, N = frames x cells: masking reaches every frame.
+    """
+    special = torch.isin(input_ids, special_ids) | (attention == 0)
+    masked_ids, _ = mlm.mask_tokens(input_ids, special, mask_id, vocab_size, ratio, generator)
+    visual_masked = torch.rand(visual_shape[:2], generator=generator, device=input_ids.device) < ratio
+    return masked_ids, visual_masked
+
+
+def semantic_completion(
+    model: SohoModel,
+    batch: dict[str, torch.Tensor],
+    visual: torch.Tensor,
+    layout: tuple[int, int, int],
+    image_target: torch.Tensor,
+    text_target: torch.Tensor,
+    same: torch.Tensor | None,
+    weights: ObjectiveWeights,
+    special_ids: torch.Tensor,
+    mask_id: int,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """SCL in both directions: masked vision + full text, and masked text + full vision.
+
+    Returns the mean of the two losses and their parts (detached).
+    """
+    input_ids, attention = batch["input_ids"], batch["attention_mask"]
+    masked_ids, visual_masked = scl_masks(
+        input_ids,
+        attention,
+        visual.shape,
+        weights.scl_mask_ratio,
+        special_ids,
+        mask_id,
+        model.fusion.config.vocab_size,
+        generator,
+    )
+    completed_image, _ = model.completed_embeddings(
+        model.fuse(input_ids, attention, visual, layout, visual_masked), attention
+    )
+    _, completed_text = model.completed_embeddings(model.fuse(masked_ids, attention, visual, layout), attention)
+    loss_vision, acc_vision = scl.scl_loss(completed_image, image_target, same)
+    loss_text, acc_text = scl.scl_loss(completed_text, text_target)
+    parts = {
+        "scl_vision_loss": loss_vision.detach(),
+        "scl_text_loss": loss_text.detach(),
+        "scl_vision_acc": acc_vision,
+        "scl_text_acc": acc_text,
+    }
+    return (loss_vision + loss_text) / 2, parts

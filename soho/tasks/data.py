@@ -17,6 +17,7 @@ from soho.eval.metrics import normalize_answer, soft_scores
 SPLITS = {  # task -> (dataset, train split, evaluation splits)
     "retrieval_coco": ("coco", "train", ("test",)),
     "retrieval_flickr30k": ("flickr30k", "train", ("test",)),
+    "retrieval_msrvtt": ("msrvtt", "train", ("test",)),
     "vqa": ("vqa", "train2014", ("val2014",)),
     "nlvr2": ("nlvr2", "train", ("dev", "test1")),
     "snli_ve": ("snli_ve", "train", ("dev", "test")),
@@ -52,8 +53,12 @@ def task_pipeline(
     epoch: int = 0,
     shuffle: int = 0,
     answers: list[str] | None = None,
+    frames: int = 4,
 ):
-    """Batches for ``task`` on ``split``; training batches carry targets, evaluation ones ids too."""
+    """Batches for ``task`` on ``split``; training batches carry targets, evaluation ones ids too.
+
+    Video samples (``gif``) become ``frames`` frames (B, T, 3, H, W), see ``loaders.sample_frames``.
+    """
     dataset = SPLITS[task][0]
     urls = shards.shard_urls(shards_root, dataset, split)
     transform = loaders.image_transform(image_size)
@@ -63,7 +68,10 @@ def task_pipeline(
     if task.startswith("retrieval"):
 
         def to_samples(sample: dict) -> list[dict]:
-            pixels = transform(sample["jpg"].convert("RGB"))
+            if "gif" in sample:
+                pixels = torch.stack([transform(f) for f in loaders.sample_frames(sample["gif"], frames)])
+            else:
+                pixels = transform(sample["jpg"].convert("RGB"))
             captions = sample["json"]["captions"]
             chosen = [loaders.pick(captions, seed, epoch, sample["__key__"])] if shuffle else captions
             return [{"pixels": pixels, "text": c, "image_key": loaders.key_id(sample["__key__"])} for c in chosen]

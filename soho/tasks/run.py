@@ -36,7 +36,9 @@ def build(params: Params, task: str, variant: str, answers: list[str] | None) ->
     model = SohoModel(model_spec(params))
     if variant != "scratch":
         checkpoint.load_weights(model, Path(params.paths.checkpoints) / "pretrain" / "model.safetensors")
-    return TaskModel(model, task, text_only=variant == "text_only", answers=answers)
+    return TaskModel(
+        model, task, text_only=variant == "text_only", answers=answers, itc_weight=params.finetune.retrieval_itc
+    )
 
 
 def finetune(params: Params, task: str, variant: str, ctx: DistContext, on_log=None, progress: bool = True) -> dict:
@@ -45,6 +47,8 @@ def finetune(params: Params, task: str, variant: str, ctx: DistContext, on_log=N
     train_dir = out / "train"
     current = fingerprint(params) + task + variant + json.dumps(params.finetune.model_dump(mode="json"))
     checkpoint.start_over_if_changed(train_dir, current, ctx.is_main)
+    if checkpoint.is_finished(train_dir, current) and (out / "model.safetensors").exists():
+        return {}  # trained by an earlier, interrupted run of the stage
     answers = _answers(params, task)
     tokenizer = load_tokenizer(params.model.text.init)
     module = build(params, task, variant, answers)
@@ -72,6 +76,7 @@ def finetune(params: Params, task: str, variant: str, ctx: DistContext, on_log=N
             epoch,
             shuffle=optim.shuffle_buffer,
             answers=answers,
+            frames=params.finetune.video_frames,
         )
         return torch.utils.data.DataLoader(pipeline, batch_size=None, num_workers=optim.num_workers)
 
@@ -80,6 +85,7 @@ def finetune(params: Params, task: str, variant: str, ctx: DistContext, on_log=N
         with atomic_file(out / "model.safetensors") as tmp:
             checkpoint.save_model(module, str(tmp))
         write_text(out / "answers.json", json.dumps(answers or []))
+        checkpoint.finish(train_dir, current)
     return final
 
 
@@ -107,12 +113,13 @@ def _batches(params: Params, task: str, split: str, tokenizer, answers=None):
         params.finetune.eval_batch_size,
         params.seed,
         answers=answers,
+        frames=params.finetune.video_frames,
     )
 
 
 @torch.no_grad()
 def retrieval_scores(module: TaskModel | None, params: Params, task: str, split: str, tokenizer):
-    """(texts, images) ITM match probabilities and each text's image; ``module=None`` gives chance scores."""
+    """(texts, images) retrieval scores and each text's image; ``module=None`` gives chance scores."""
     limit = params.finetune.retrieval_max_images or None
     image_of: dict[int, int] = {}
     pixels, ids, masks, text_image = [], [], [], []
@@ -132,7 +139,9 @@ def retrieval_scores(module: TaskModel | None, params: Params, task: str, split:
         return torch.rand(len(ids), len(pixels), generator=generator), text_image
     ids = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True)
     masks = torch.nn.utils.rnn.pad_sequence(masks, batch_first=True)
-    return module.match_matrix(torch.stack(pixels), ids, masks, params.finetune.eval_batch_size * 4), text_image
+    chunk = params.finetune.eval_batch_size * 4
+    scores = module.match_matrix(torch.stack(pixels), ids, masks, chunk, params.finetune.retrieval_rerank_k)
+    return scores, text_image
 
 
 def _answers(params: Params, task: str) -> list[str] | None:

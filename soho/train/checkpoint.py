@@ -74,6 +74,22 @@ def load_state(path: Path) -> dict[str, Any]:
     return torch.load(Path(path) / "state.pt", map_location="cpu", weights_only=True)
 
 
+def finish(directory: Path, fingerprint: str) -> None:
+    """Mark the run in ``directory`` finished and drop its step checkpoints.
+
+    Why: once the final weights are written elsewhere, the step checkpoints (weights plus
+    optimizer state, 3x the model) only cost disk and DVC hashing time.
+    """
+    for old in list_checkpoints(directory):
+        shutil.rmtree(old)
+    write_text(Path(directory) / "finished", fingerprint)
+
+
+def is_finished(directory: Path, fingerprint: str) -> bool:
+    marker = Path(directory) / "finished"
+    return marker.exists() and marker.read_text() == fingerprint
+
+
 def start_over_if_changed(directory: Path, fingerprint: str, is_main: bool = True) -> None:
     """Delete ``directory``'s checkpoints when they were made under another ``fingerprint``.
 
@@ -83,6 +99,7 @@ def start_over_if_changed(directory: Path, fingerprint: str, is_main: bool = Tru
     directory = Path(directory)
     marker = directory / "fingerprint"
     if directory.exists() and (not marker.exists() or marker.read_text() != fingerprint):
+        # also drops a ``finished`` marker of the old configuration
         log.info("parameters or data changed since the last checkpoint in %s: starting over", directory)
         shutil.rmtree(directory)
     if is_main:

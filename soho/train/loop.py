@@ -51,7 +51,11 @@ def seed_everything(seed: int) -> None:
 
 
 def build_optimizer(groups: dict[str, list[nn.Parameter]], cfg: LoopConfig) -> torch.optim.AdamW:
-    """AdamW; the CNN gets ``cnn_lr``; biases and norms get no weight decay."""
+    """AdamW; the CNN gets ``cnn_lr``; biases and norms get no weight decay.
+
+    Fused (one kernel over all parameters, CPU and CUDA): the per-tensor loop of the
+    default CPU implementation cost a fifth of an embedded fine-tuning step.
+    """
     param_groups = []
     for name, params in groups.items():
         lr = cfg.cnn_lr if name == "cnn" else cfg.lr
@@ -61,7 +65,7 @@ def build_optimizer(groups: dict[str, list[nn.Parameter]], cfg: LoopConfig) -> t
             {"params": decay, "lr": lr, "weight_decay": cfg.weight_decay, "name": f"{name}"},
             {"params": no_decay, "lr": lr, "weight_decay": 0.0, "name": f"{name}_no_decay"},
         ]
-    return torch.optim.AdamW([g for g in param_groups if g["params"]])
+    return torch.optim.AdamW([g for g in param_groups if g["params"]], fused=True)
 
 
 def warmup_linear(warmup: int, total: int) -> Callable[[int], float]:

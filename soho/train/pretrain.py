@@ -61,7 +61,7 @@ def loop_config(optim, seed: int) -> LoopConfig:
 
 def objective_weights(params: Params) -> ObjectiveWeights:
     o = params.pretrain.objectives
-    return ObjectiveWeights(o.mlm, o.mvm, o.itm, o.mlm_probability, o.mvm_probability, o.itc)
+    return ObjectiveWeights(o.mlm, o.mvm, o.itm, o.mlm_probability, o.mvm_probability, o.itc, o.scl, o.scl_mask_ratio)
 
 
 class Pretraining(nn.Module):
@@ -140,14 +140,25 @@ def evaluate(module: Pretraining, params: Params, tokenizer, device: torch.devic
     return metrics
 
 
-def run(params: Params, ctx: DistContext, on_log=None, progress: bool = True) -> dict:
-    """Train and evaluate; writes checkpoints/pretrain/{model.safetensors,spec.json}; returns the metrics.
+def run(
+    params: Params,
+    ctx: DistContext,
+    on_log=None,
+    progress: bool = True,
+    out_dir: Path | None = None,
+    keep_steps: bool = True,
+) -> dict:
+    """Train and evaluate; writes ``out_dir/{model.safetensors,spec.json,metrics.json}``; returns the metrics.
 
-    The per-step curves (also after a resume) are in ``checkpoints/pretrain/train/curves.jsonl``.
+    ``out_dir`` defaults to ``checkpoints/pretrain``; the per-step curves (also after a
+    resume) are in ``out_dir/train/curves.jsonl``. ``keep_steps=False`` drops the step
+    checkpoints once the run is finished, and a finished run is not repeated.
     """
-    out_dir = Path(params.paths.checkpoints) / "pretrain"
+    out_dir = out_dir or Path(params.paths.checkpoints) / "pretrain"
     train_dir = out_dir / "train"
     checkpoint.start_over_if_changed(train_dir, fingerprint(params), ctx.is_main)
+    if checkpoint.is_finished(train_dir, fingerprint(params)) and (out_dir / "metrics.json").exists():
+        return json.loads((out_dir / "metrics.json").read_text())
     tokenizer = load_tokenizer(params.model.text.init)
     torch.manual_seed(params.seed)
     model = SohoModel(model_spec(params))
@@ -187,4 +198,7 @@ def run(params: Params, ctx: DistContext, on_log=None, progress: bool = True) ->
         with atomic_file(out_dir / "model.safetensors") as tmp:
             checkpoint.save_model(model, str(tmp))
         write_text(out_dir / "spec.json", json.dumps(model_spec(params).__dict__, default=str, indent=1))
+        write_text(out_dir / "metrics.json", json.dumps(metrics, indent=1, sort_keys=True))
+        if not keep_steps:
+            checkpoint.finish(train_dir, fingerprint(params))
     return metrics

@@ -1,0 +1,174 @@
+"""The results table: this run's metrics beside the papers' numbers, baselines and ablations.
+
+Inputs are the DVC metrics files (``results/<task>.json``: variant -> split -> metric,
+``results/pretrain.json``, ``results/ablations.json``) and ``reference/paper.yaml``. The
+output is ``results/table.json`` (the data) and ``results/table.md`` (the same, rendered).
+Nothing in it is typed by hand: a number is either read from a file or shown as "n/a".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from soho.ablations import REPORTED as ABLATION_METRICS
+
+RETRIEVAL = ("tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5", "ir_r10", "r_mean")
+MAIN_ROWS: dict[str, tuple[str, tuple[str, ...]]] = {  # task -> (split, metrics), in table order
+    "retrieval_coco": ("test", RETRIEVAL),
+    "retrieval_flickr30k": ("test", RETRIEVAL),
+    "retrieval_msrvtt": (
+        "test",
+        ("ir_r1", "ir_r5", "ir_r10", "ir_median_rank", "tr_r1", "tr_r5", "tr_r10", "tr_median_rank", "r_mean"),
+    ),
+    "vqa": ("val2014", ("overall", "yes_no", "number", "other")),
+    "nlvr2": ("dev", ("accuracy", "consistency")),
+    "nlvr2:test1": ("test1", ("accuracy", "consistency")),
+    "snli_ve": ("dev", ("accuracy",)),
+    "snli_ve:test": ("test", ("accuracy",)),
+}
+HEADLINE: dict[str, tuple[str, str, str]] = {  # task -> (split, metric, column label) for the baselines
+    "retrieval_coco": ("test", "r_mean", "COCO R-mean"),
+    "retrieval_flickr30k": ("test", "r_mean", "Flickr R-mean"),
+    "retrieval_msrvtt": ("test", "r_mean", "MSR-VTT R-mean"),
+    "vqa": ("val2014", "overall", "VQA"),
+    "nlvr2": ("test1", "accuracy", "NLVR2 test-P"),
+    "snli_ve": ("test", "accuracy", "SNLI-VE test"),
+}
+BASELINES = (  # variant in results/<task>.json -> row label
+    ("chance", "chance"),
+    ("text_only", "text-only (no image)"),
+    ("scratch", "no pre-training"),
+    ("pretrained", "SOHO (pre-trained)"),
+    ("pretrained_scl", "SOHO + SCL (pre-trained)"),
+)
+
+
+def load_results(results_dir: Path) -> dict[str, dict]:
+    """Every ``<name>.json`` metrics file in ``results_dir`` (not the table itself)."""
+    found = {}
+    for path in sorted(Path(results_dir).glob("*.json")):
+        if path.stem != "table":
+            found[path.stem] = json.loads(path.read_text())
+    return found
+
+
+def lookup(results: dict[str, dict], key: str) -> float | None:
+    """``"task/variant/split/metric"`` (or any ``/`` path into a results file) -> value or None."""
+    node: Any = results
+    for part in key.split("/"):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return float(node) if isinstance(node, int | float) else None
+
+
+def load_reference(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(Path(path).read_text()) or {}
+
+
+def _paper(reference: dict, key: str, paper: str) -> dict | None:
+    entry = reference.get("metrics", {}).get(key, {}).get(paper)
+    return entry if entry and entry.get("value") is not None else None
+
+
+def build(results: dict[str, dict], reference: dict, header: dict[str, str]) -> dict[str, Any]:
+    """The table as data: header, main rows, baseline rows, ablation rows, pre-training row."""
+    main = []
+    for row_key, (split, metric_names) in MAIN_ROWS.items():
+        task = row_key.split(":")[0]
+        if task not in results:
+            continue
+        for metric in metric_names:
+            key = f"{task}/pretrained/{split}/{metric}"
+            soho, scl = _paper(reference, key, "soho"), _paper(reference, key, "scl")
+            main.append(
+                {
+                    "task": task,
+                    "split": split,
+                    "metric": metric,
+                    "soho_paper": soho["value"] if soho else None,
+                    "soho_checked": bool(soho and soho.get("checked")),
+                    "scl_paper": scl["value"] if scl else None,
+                    "this_run": lookup(results, key),
+                    "this_run_scl": lookup(results, f"{task}/pretrained_scl/{split}/{metric}"),
+                }
+            )
+    columns = [(task, *spec) for task, spec in HEADLINE.items() if task in results]
+    baselines = []
+    for variant, label in BASELINES:
+        values = {c[3]: lookup(results, f"{c[0]}/{variant}/{c[1]}/{c[2]}") for c in columns}
+        if any(v is not None for v in values.values()):
+            baselines.append({"variant": variant, "label": label, "values": values})
+    ablations = [
+        {"name": name, "values": {m: row.get(m) for m in ABLATION_METRICS}}
+        for name, row in results.get("ablations", {}).items()
+    ]
+    return {
+        "header": header,
+        "main": main,
+        "baseline_columns": [c[3] for c in columns],
+        "baselines": baselines,
+        "ablations": ablations,
+        "pretrain": {k: v for k, v in results.get("pretrain", {}).items() if k.startswith("heldout_")},
+    }
+
+
+def _cell(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _table(head: Iterable[str], rows: Iterable[Iterable[str]]) -> list[str]:
+    head = list(head)
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def render_markdown(table: dict[str, Any]) -> str:
+    """``results/table.md``: the header, then the main, baseline, ablation and pre-training tables."""
+    h = table["header"]
+    out = [
+        "# SOHO results",
+        "",
+        f"Profile **{h['profile']}** · commit `{h['commit']}` · {h['date']} · generated by `dvc repro` "
+        "(stage `report`), not edited by hand.",
+        "",
+        "## Downstream tasks: the papers and this run",
+        "",
+    ]
+    show_scl = any(r["this_run_scl"] is not None for r in table["main"])
+    head = ["task", "split", "metric", "SOHO paper", "SCL paper", "this run"] + (["this run +SCL"] if show_scl else [])
+    rows = []
+    for r in table["main"]:
+        paper = _cell(r["soho_paper"], 2) + ("" if r["soho_paper"] is None or r["soho_checked"] else "*")
+        row = [r["task"], r["split"], r["metric"], paper, _cell(r["scl_paper"], 2), _cell(r["this_run"])]
+        rows.append(row + ([_cell(r["this_run_scl"])] if show_scl else []))
+    out += _table(head, rows)
+    out += [
+        "",
+        "\\* transcribed without the PDF at hand, not yet checked (`reference/paper.yaml`). "
+        "n/a: not reported, or not transcribed. The embedded profile's data are generated, "
+        "so its numbers are comparable with each other, not with the papers'.",
+        "",
+        "## Baselines: what pre-training buys",
+        "",
+    ]
+    out += _table(
+        ["model", *table["baseline_columns"]],
+        ([b["label"], *(_cell(b["values"][c]) for c in table["baseline_columns"])] for b in table["baselines"]),
+    )
+    if table["ablations"]:
+        out += ["", "## Ablations (short pre-training, held-out metrics)", ""]
+        names = list(ABLATION_METRICS)
+        out += _table(
+            ["row", *names],
+            ([a["name"], *(_cell(a["values"][m], 3) for m in names)] for a in table["ablations"]),
+        )
+    if table["pretrain"]:
+        out += ["", "## Pre-training (held-out)", ""]
+        out += _table(["metric", "value"], ([k, _cell(v, 3)] for k, v in sorted(table["pretrain"].items())))
+    return "\n".join(out) + "\n"

@@ -1,0 +1,44 @@
+"""DVC stage `ablate`: one short pre-training run per ablation row -> results/ablations.json.
+
+Each row is its own MLflow run (tags ``stage=ablate``, ``ablation=<row>``) in the
+profile's experiment, so the rows compare side by side in the MLflow UI; their
+checkpoints persist under ``checkpoints/ablations/<row>/`` and resume after a kill.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from soho import ablations, stage, tracking
+from soho.data.atomic import write_text
+from soho.train import distributed, pretrain
+
+
+def main(params, args) -> None:
+    """Pre-train every ablation row on the shared short schedule and collect its held-out metrics."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    ctx = distributed.init_from_env()
+    report: dict[str, dict] = {}
+    os.environ.setdefault("SOHO_PIPELINE_ID", tracking.pipeline_id(params))  # rows differ in params, not pipeline
+    for name, overrides in ablations.rows(params).items():
+        row_params = ablations.ablation_params(params, name, overrides)
+        folder = ablations.out_dir(params, name)
+        if not ctx.is_main:
+            pretrain.run(row_params, ctx, progress=False, out_dir=folder, keep_steps=False)
+            continue
+        with tracking.stage_run("ablate", row_params, task=None, run_name=f"ablate@{name}") as mlflow:
+            mlflow.set_tags({"ablation": name, "overrides": json.dumps(overrides, sort_keys=True)})
+
+            def on_log(step: int, metrics: dict, mlflow=mlflow) -> None:
+                mlflow.log_metrics(metrics, step=step)
+
+            metrics = pretrain.run(row_params, ctx, on_log, out_dir=folder, keep_steps=False)
+            mlflow.log_metrics(metrics)
+        report[name] = ablations.summary(metrics)
+    if ctx.is_main:
+        write_text(Path(params.paths.results) / "ablations.json", json.dumps(report, indent=1, sort_keys=True))
+
+
+if __name__ == "__main__":
+    sys.exit(stage.run("ablate", main))

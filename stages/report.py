@@ -1,0 +1,56 @@
+"""DVC stage `report`: results/*.json + reference/paper.yaml -> results/table.{json,md}; logged to MLflow.
+
+The README embeds ``results/table.md`` between markers, rewritten here too, so the table
+a reader sees is always the generated one.
+"""
+
+import datetime
+import json
+import re
+import sys
+from pathlib import Path
+
+from soho import report, stage, tracking
+from soho.data.atomic import write_text
+
+README_START, README_END = "<!-- results-table:start -->", "<!-- results-table:end -->"
+
+
+def embed_in_readme(readme: Path, table_md: str) -> None:
+    """Replace the text between the README's table markers (if both are there)."""
+    if not readme.exists():
+        return
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return
+    body = table_md.replace("# SOHO results", "### Results table (generated)", 1)
+    pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.S)
+    write_text(readme, pattern.sub(lambda _: f"{README_START}\n{body}{README_END}", text))
+
+
+def main(params, args) -> None:
+    """Build the results table from the metrics files and the papers' reported numbers."""
+    results = Path(params.paths.results)
+    header = {
+        "profile": params.profile,
+        "commit": tracking.git_commit()[:12],
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    table = report.build(report.load_results(results), report.load_reference(Path(args.reference)), header)
+    markdown = report.render_markdown(table)
+    write_text(results / "table.json", json.dumps(table, indent=1))
+    write_text(results / "table.md", markdown)
+    if args.readme:
+        embed_in_readme(Path(args.readme), markdown)
+    with tracking.stage_run("report", params) as mlflow:
+        for path in (results / "table.md", results / "table.json"):
+            tracking.log_artifact(mlflow, path)
+
+
+def add_args(parser) -> None:
+    parser.add_argument("--reference", default="reference/paper.yaml", help="the papers' reported numbers")
+    parser.add_argument("--readme", default="README.md", help="README to embed the table in ('' = none)")
+
+
+if __name__ == "__main__":
+    sys.exit(stage.run("report", main, add_args))

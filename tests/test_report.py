@@ -1,0 +1,135 @@
+"""The results table, the validation against reference bands, and ablation parameters."""
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from soho import ablations, report, validate
+from soho.config import ConfigError, load_params, with_overrides
+
+from .conftest import REPO
+
+RESULTS = {
+    "retrieval_coco": {
+        "pretrained": {"test": {"tr_r1": 40.0, "r_mean": 50.0}},
+        "chance": {"test": {"tr_r1": 2.0, "r_mean": 12.2}},
+    },
+    "snli_ve": {
+        "pretrained": {"dev": {"accuracy": 80.0}, "test": {"accuracy": 81.0}},
+        "scratch": {"dev": {"accuracy": 60.0}, "test": {"accuracy": 61.5}},
+    },
+    "ablations": {"default": {"heldout_itm_acc": 0.6}, "no_vd": {"heldout_itm_acc": 0.55}},
+}
+REFERENCE = {
+    "metrics": {
+        "retrieval_coco/pretrained/test/tr_r1": {"soho": {"value": 66.4, "checked": False}, "scl": {"value": None}},
+        "snli_ve/pretrained/test/accuracy": {"soho": {"value": 84.95, "checked": True}, "tolerance": 2.0},
+    }
+}
+HEADER = {"profile": "embedded", "commit": "abc123", "date": "2026-11-24"}
+
+
+def test_lookup_walks_task_variant_split_metric():
+    assert report.lookup(RESULTS, "snli_ve/scratch/test/accuracy") == 61.5
+    assert report.lookup(RESULTS, "snli_ve/text_only/test/accuracy") is None
+    assert report.lookup(RESULTS, "snli_ve/scratch/test") is None  # a dict is not a value
+
+
+def test_table_puts_papers_and_run_side_by_side():
+    table = report.build(RESULTS, REFERENCE, HEADER)
+    row = next(r for r in table["main"] if r["task"] == "retrieval_coco" and r["metric"] == "tr_r1")
+    assert (row["soho_paper"], row["scl_paper"], row["this_run"]) == (66.4, None, 40.0)
+    test_row = next(r for r in table["main"] if r["task"] == "snli_ve" and r["split"] == "test")
+    assert (test_row["soho_paper"], test_row["this_run"], test_row["soho_checked"]) == (84.95, 81.0, True)
+    labels = [b["label"] for b in table["baselines"]]
+    assert labels == ["chance", "no pre-training", "SOHO (pre-trained)"]
+    scratch = next(b for b in table["baselines"] if b["variant"] == "scratch")
+    assert scratch["values"] == {"COCO R-mean": None, "SNLI-VE test": 61.5}
+    assert [a["name"] for a in table["ablations"]] == ["default", "no_vd"]
+
+
+def test_markdown_marks_unchecked_and_missing_numbers():
+    text = report.render_markdown(report.build(RESULTS, REFERENCE, HEADER))
+    assert "Profile **embedded** · commit `abc123`" in text
+    assert "| retrieval_coco | test | tr_r1 | 66.40* | n/a | 40.0 |" in text
+    assert "| snli_ve | test | accuracy | 84.95 | n/a | 81.0 |" in text
+    assert "| no pre-training | n/a | 61.5 |" in text
+
+
+def _bands(tmp_path, bands):
+    (tmp_path / "embedded.yaml").write_text(json.dumps({"bands": bands}))
+    return validate.bands(tmp_path, "embedded")
+
+
+def test_validate_flags_values_outside_and_missing(tmp_path):
+    expected = _bands(
+        tmp_path,
+        {
+            "snli_ve/pretrained/test/accuracy": {"low": 75, "high": 85},
+            "snli_ve/scratch/test/accuracy": {"low": 62, "high": 70},
+            "vqa/pretrained/val2014/overall": {"low": 0, "high": 100},
+        },
+    )
+    checks = validate.check(RESULTS, expected)
+    assert [c.ok for c in checks] == [True, False, False]
+    text = validate.render(checks)
+    assert re.search(r"snli_ve/scratch/test/accuracy +61.500 +\[62.000, 70.000\] +LOW", text) and "MISSING" in text
+    assert "snli_ve/pretrained" not in text  # only failures are listed
+
+
+def test_paper_profile_bands_come_from_soho_values_and_skip_missing():
+    expected = {b.key: b for b in validate.bands(REPO / "reference", "paper")}
+    coco = expected["retrieval_coco/pretrained/test/tr_r1"]
+    assert (coco.low, coco.high) == pytest.approx((66.4 - 3.0, 66.4 + 3.0))
+    assert "retrieval_msrvtt/pretrained/test/ir_r1" not in expected  # SOHO reports no video numbers
+    assert all(not c.ok for c in validate.check(report.load_results(REPO / "results"), list(expected.values())))
+
+
+def _validate_stage(root):
+    return subprocess.run(
+        [sys.executable, "stages/validate.py"], cwd=root, capture_output=True, text=True, env={"PATH": "/usr/bin"}
+    )
+
+
+@pytest.fixture
+def repo_copy(tmp_path):
+    for name in ("soho", "stages", "reference", "results", "profiles"):
+        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "submissions"))
+    shutil.copy(REPO / "params.yaml", tmp_path)
+    return tmp_path
+
+
+def test_validate_stage_passes_on_the_committed_results_and_fails_on_a_perturbed_one(repo_copy):
+    ok = _validate_stage(repo_copy)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "inside their band" in ok.stdout
+    path = repo_copy / "results" / "snli_ve.json"
+    perturbed = json.loads(path.read_text())
+    perturbed["pretrained"]["test"]["accuracy"] = -1.0
+    path.write_text(json.dumps(perturbed))
+    bad = _validate_stage(repo_copy)
+    assert bad.returncode == 1
+    assert "snli_ve/pretrained/test/accuracy" in bad.stdout and "LOW" in bad.stdout
+
+
+def test_ablation_rows_share_the_short_schedule_and_apply_overrides():
+    params = load_params(REPO / "params.yaml")
+    rows = ablations.rows(params)
+    assert next(iter(rows)) == "default" and rows["default"] == {}
+    no_vd = ablations.ablation_params(params, "no_vd", rows["no_vd"])
+    assert no_vd.model.vd.size == 0 and no_vd.pretrain.optim.steps == params.ablations.steps
+    assert params.model.vd.size != 0  # the base parameters are untouched
+
+
+def test_overrides_name_the_bad_key():
+    params = load_params(REPO / "params.yaml")
+    with pytest.raises(ConfigError, match="(?s)ablations.runs.x.*model.vd.sise"):
+        with_overrides(params, {"model.vd.sise": 3}, source="ablations.runs.x")
+    with pytest.raises(ConfigError, match="model.vd.size"):
+        with_overrides(params, {"model.vd.size": -1})
+    assert with_overrides(params, copy.deepcopy({"seed": 3})).seed == 3

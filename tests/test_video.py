@@ -1,0 +1,42 @@
+"""Video-text retrieval input: frame sampling from clips and video batches of the task pipeline."""
+
+import io
+
+import torch
+from PIL import Image
+
+from soho.data import loaders
+
+
+def _gif(colours: list[tuple[int, int, int]]) -> Image.Image:
+    frames = [Image.new("RGB", (8, 8), c) for c in colours]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=40, loop=0)
+    buffer.seek(0)
+    return Image.open(buffer)
+
+
+def test_segment_sampling_takes_each_segments_middle_frame():
+    colours = [(i * 30, 0, 0) for i in range(8)]
+    frames = loaders.sample_frames(_gif(colours), 4)
+    assert [f.getpixel((0, 0))[0] for f in frames] == [30, 90, 150, 210]  # frames 1, 3, 5, 7
+    assert all(f.mode == "RGB" for f in frames)
+
+
+def test_short_clip_repeats_frames_and_a_still_image_is_one_frame():
+    frames = loaders.sample_frames(_gif([(0, 0, 0), (200, 0, 0)]), 4)
+    assert [f.getpixel((0, 0))[0] for f in frames] == [0, 0, 200, 200]
+    still = loaders.sample_frames(Image.new("RGB", (8, 8), (5, 6, 7)), 3)
+    assert len(still) == 3 and still[2].getpixel((0, 0)) == (5, 6, 7)
+
+
+def test_video_task_batches_are_clips(tiny_shards):
+    from soho.models.fusion import load_tokenizer
+    from soho.tasks.data import task_pipeline
+
+    batch = next(
+        iter(task_pipeline("retrieval_msrvtt", "train", tiny_shards, load_tokenizer("minilm"), 32, 16, 4, 0, frames=5))
+    )
+    assert batch["pixels"].shape[1:] == (5, 3, 32, 32)
+    assert batch["input_ids"].shape[0] == batch["pixels"].shape[0] == len(batch["image_key"])
+    assert torch.isfinite(batch["pixels"]).all()
