@@ -12,7 +12,7 @@ git worktree add --detach "$work" HEAD >/dev/null
 trap 'git worktree remove --force "$work"' EXIT
 rm -rf "$work/shards" && ln -s "$PWD/shards" "$work/shards"
 export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false SOHO_SEED=$seed
-export MLFLOW_TRACKING_URI="sqlite:///$work/mlflow.db"
+export MLFLOW_TRACKING_URI="sqlite:///$work/mlflow.db" PYTHONPATH="$work"  # this checkout's soho, not an editable install elsewhere
 cd "$work"
 python stages/pretrain.py
 python stages/ablate.py

@@ -24,8 +24,11 @@ def rows(params: Params) -> dict[str, dict[str, Any]]:
 
 def ablation_params(params: Params, name: str, overrides: dict[str, Any]) -> Params:
     """``params`` with the row's overrides and the shared short schedule."""
-    schedule = {"pretrain.optim.steps": params.ablations.steps}
-    schedule["pretrain.optim.checkpoint_every"] = params.ablations.steps
+    schedule = {
+        "pretrain.optim.steps": params.ablations.steps,
+        "pretrain.optim.batch_size": params.ablations.batch_size,
+        "pretrain.optim.checkpoint_every": params.ablations.steps,
+    }
     return with_overrides(params, overrides | schedule, source=f"ablations.runs.{name}")
 
 

@@ -179,6 +179,7 @@ class AblationParams(Section):
     """
 
     steps: int = Field(default=40, gt=0)
+    batch_size: int = Field(default=32, gt=0)
     runs: dict[str, dict[str, Any]] = {}
 
 

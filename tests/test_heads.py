@@ -53,3 +53,21 @@ def test_match_matrix_equals_pairwise_scores(soho):
     for image in range(2):
         pairs = dict(data, pixels=data["pixels"][image : image + 1].expand(4, -1, -1, -1))
         assert torch.allclose(matrix[:, image], torch.tensor(model.predict(pairs)), atol=1e-5)
+
+
+@pytest.mark.parametrize("frames", [None, 3])
+def test_rerank_scores_the_itc_top_k_with_itm_and_ranks_them_first(soho, frames):
+    model = TaskModel(soho, "retrieval_msrvtt" if frames else "retrieval_coco").eval()
+    data = batch(size=4)
+    pixels = torch.randn(5, *((frames,) if frames else ()), 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    full = model.match_matrix(pixels, data["input_ids"], data["attention_mask"], chunk=7)
+    reranked = model.match_matrix(pixels, data["input_ids"], data["attention_mask"], chunk=7, rerank_k=2)
+    assert full.shape == reranked.shape == (4, 5)
+    rescored = reranked >= 0  # ITM probabilities; the rest keep ITC cosine shifted below -1
+    assert (rescored.sum(1) >= 2).all() and (rescored.sum(0) >= 2).all()  # top-2 per text and per image
+    assert torch.allclose(reranked[rescored], full[rescored], atol=1e-5)  # the same ITM scores
+    assert (reranked[~rescored] < -1).all()
+    with torch.no_grad():
+        visual, _, layout = soho.encode_image(pixels)
+        itc = soho.text_embedding(data["input_ids"], data["attention_mask"]) @ soho.image_embedding(visual, layout).t()
+    assert torch.equal(rescored.gather(1, itc.topk(2, dim=1).indices), torch.ones(4, 2, dtype=torch.bool))

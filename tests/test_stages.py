@@ -107,6 +107,15 @@ def test_pretrain_stage_writes_checkpoint_metrics_and_mlflow_run(project):
     assert {"pretrain.json", "pretrain.csv", "checkpoint"} <= artifacts
 
 
+def test_plots_show_renders_the_pretraining_curves(project):
+    import json
+
+    shown = json.loads(run(["dvc", "plots", "show", "--json"], project).stdout)
+    [(name, plot)] = [(k, v) for k, v in shown.items() if "pretrain" in k]
+    rendered = json.dumps(plot)
+    assert '"loss"' in rendered and '"step"' in rendered
+
+
 def test_finetune_and_evaluate_one_task_and_load_the_logged_model(project):
     import json
 
@@ -143,3 +152,40 @@ def test_finetune_and_evaluate_one_task_and_load_the_logged_model(project):
     batch["pixels"] = torch.zeros(1, 3, 64, 64)
     [prediction] = model.predict(batch)
     assert prediction in (0, 1, 2)
+
+
+def test_ablate_runs_each_row_on_the_short_schedule_and_logs_one_run_per_row(project):
+    import json
+
+    import mlflow
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["ablations"] = {"steps": 2, "runs": {"no_vd": {"model.vd.size": 0}}}
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    run(["dvc", "repro", "ablate"], project)
+    rows = json.loads((project / "results" / "ablations.json").read_text())
+    assert set(rows) == {"default", "no_vd"}
+    assert "heldout_mvm_acc" in rows["default"] and "heldout_mvm_acc" not in rows["no_vd"]  # no VD, no MVM
+    for row in ("default", "no_vd"):
+        folder = project / "checkpoints" / "ablations" / row
+        assert (folder / "model.safetensors").exists() and (folder / "train" / "finished").exists()
+        assert not list((folder / "train").glob("step-*"))  # step checkpoints dropped once finished
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    [experiment] = [e for e in client.search_experiments() if e.name == "soho-embedded"]
+    runs = client.search_runs([experiment.experiment_id], "tags.stage = 'ablate'")
+    assert sorted(r.data.tags["ablation"] for r in runs) == ["default", "no_vd"]
+    assert {r.data.params["pretrain.optim.steps"] for r in runs} == {"2"}
+    assert len({r.data.tags["pipeline_id"] for r in runs}) == 1  # rows of one pipeline group together
+
+
+def test_an_ablation_is_also_a_dvc_experiment(project):
+    import json
+
+    run(["git", "add", "-A"], project)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"], project)
+    run(["dvc", "exp", "run", "-n", "no-mvm", "-S", "pretrain.objectives.mvm=0", "pretrain"], project)
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
+    names = [e.get("name") for commit in shown for e in (commit.get("experiments") or []) for e in e.get("revs", [])]
+    assert "no-mvm" in names
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json", "HEAD", "no-mvm"], project).stdout)
+    assert "results/pretrain.json" in diff
