@@ -6,11 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh --dev
-export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export TOKENIZERS_PARALLELISM=false
 ruff check soho stages tests scripts
 python -m pytest "$@"
 if [ "${SOHO_SKIP_PIPELINE:-0}" != "1" ]; then
   start=$(date +%s)
+  # one id for every MLflow run of this `dvc repro` (tag pipeline_id)
+  export SOHO_PIPELINE_ID="${SOHO_PIPELINE_ID:-$(date -u +%Y%m%dT%H%M%S)-$$}"
   dvc repro
   echo "test.sh: embedded dvc repro (validate included) took $(( $(date +%s) - start )) s"
 fi

@@ -151,8 +151,9 @@ def render_markdown(table: dict[str, Any]) -> str:
     out += [
         "",
         "\\* transcribed without the PDF at hand, not yet checked (`reference/paper.yaml`). "
-        "n/a: not reported, or not transcribed. The embedded profile's data are generated, "
-        "so its numbers are comparable with each other, not with the papers'.",
+        "n/a: not reported, or not transcribed. tr = image (video) to text, ir = text to image "
+        "(video). The embedded profile's data are generated, so its numbers are comparable with "
+        "each other, not with the papers'.",
         "",
         "## Baselines: what pre-training buys",
         "",
@@ -162,7 +163,16 @@ def render_markdown(table: dict[str, Any]) -> str:
         ([b["label"], *(_cell(b["values"][c]) for c in table["baseline_columns"])] for b in table["baselines"]),
     )
     if table["ablations"]:
-        out += ["", "## Ablations (short pre-training, held-out metrics)", ""]
+        out += [
+            "",
+            "## Ablations (short pre-training, held-out metrics)",
+            "",
+            "Every row pre-trains on the same short schedule (`ablations` in params.yaml). At that "
+            "length the rows differ by less than one row varies between seeds "
+            "(`reference/seeds/*/ablations.json`): read them as a check that each variant runs, and "
+            "run a row at full length as a DVC experiment to compare (README, Validation and ablations).",
+            "",
+        ]
         names = list(ABLATION_METRICS)
         out += _table(
             ["row", *names],

@@ -23,7 +23,7 @@ def embed_in_readme(readme: Path, table_md: str) -> None:
     text = readme.read_text()
     if README_START not in text or README_END not in text:
         return
-    body = table_md.replace("# SOHO results", "### Results table (generated)", 1)
+    body = table_md.replace("# SOHO results", "### Results table (generated)", 1).replace("\n## ", "\n#### ")
     pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.S)
     write_text(readme, pattern.sub(lambda _: f"{README_START}\n{body}{README_END}", text))
 

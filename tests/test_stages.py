@@ -111,9 +111,9 @@ def test_plots_show_renders_the_pretraining_curves(project):
     import json
 
     shown = json.loads(run(["dvc", "plots", "show", "--json"], project).stdout)
-    [(name, plot)] = [(k, v) for k, v in shown.items() if "pretrain" in k]
-    rendered = json.dumps(plot)
-    assert '"loss"' in rendered and '"step"' in rendered
+    rendered = [json.dumps(plot) for name, plot in shown["data"].items() if name.endswith("pretrain.csv")]
+    assert rendered and all('"vega' in text for text in rendered)
+    assert any('"step": 2' in text and '"loss": ' in text for text in rendered)  # the 3 logged steps
 
 
 def test_finetune_and_evaluate_one_task_and_load_the_logged_model(project):
