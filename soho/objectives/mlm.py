@@ -8,6 +8,11 @@ import torch
 import torch.nn.functional as F
 
 
+def special_positions(input_ids: torch.Tensor, attention: torch.Tensor, special_ids: torch.Tensor) -> torch.Tensor:
+    """Positions never masked: special tokens ([CLS], [SEP], ...) and padding."""
+    return torch.isin(input_ids, special_ids) | (attention == 0)
+
+
 def mask_tokens(
     input_ids: torch.Tensor,
     special: torch.Tensor,

@@ -42,7 +42,7 @@ def pretraining_step(
     text_len = input_ids.shape[1]
     use_mvm = weights.mvm > 0 and indices is not None
     if weights.mlm > 0 or use_mvm:
-        special = torch.isin(input_ids, special_ids) | (attention == 0)
+        special = mlm.special_positions(input_ids, attention, special_ids)
         masked_ids, labels = (
             mlm.mask_tokens(
                 input_ids, special, mask_id, model.fusion.config.vocab_size, weights.mlm_probability, generator
@@ -125,7 +125,7 @@ def scl_masks(
     Drawn apart from the MLM/MVM masks so switching SCL on or off leaves those objectives'
     inputs as they were. For a clip, N = frames x cells: masking reaches every frame.
     """
-    special = torch.isin(input_ids, special_ids) | (attention == 0)
+    special = mlm.special_positions(input_ids, attention, special_ids)
     masked_ids, _ = mlm.mask_tokens(input_ids, special, mask_id, vocab_size, ratio, generator)
     visual_masked = torch.rand(visual_shape[:2], generator=generator, device=input_ids.device) < ratio
     return masked_ids, visual_masked

@@ -156,8 +156,9 @@ def run(
     """
     out_dir = out_dir or Path(params.paths.checkpoints) / "pretrain"
     train_dir = out_dir / "train"
-    checkpoint.start_over_if_changed(train_dir, fingerprint(params), ctx.is_main)
-    if checkpoint.is_finished(train_dir, fingerprint(params)) and (out_dir / "metrics.json").exists():
+    current = fingerprint(params)
+    checkpoint.start_over_if_changed(train_dir, current, ctx.is_main)
+    if checkpoint.is_finished(train_dir, current) and (out_dir / "metrics.json").exists():
         return json.loads((out_dir / "metrics.json").read_text())
     tokenizer = load_tokenizer(params.model.text.init)
     torch.manual_seed(params.seed)
@@ -200,5 +201,5 @@ def run(
         write_text(out_dir / "spec.json", json.dumps(model_spec(params).__dict__, default=str, indent=1))
         write_text(out_dir / "metrics.json", json.dumps(metrics, indent=1, sort_keys=True))
         if not keep_steps:
-            checkpoint.finish(train_dir, fingerprint(params))
+            checkpoint.finish(train_dir, current)
     return metrics
