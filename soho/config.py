@@ -235,11 +235,11 @@ def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path, what: str = "parameter file") -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError as err:
-        raise ConfigError(f"{path}: parameter file not found") from err
+        raise ConfigError(f"{path}: {what} not found") from err
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     if not isinstance(loaded, dict):
@@ -266,13 +266,13 @@ def load_params(path: str | Path = "params.yaml", profile: str | None = None) ->
     import os
 
     path = Path(path)
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     chosen = profile or os.environ.get("SOHO_PROFILE") or raw.get("profile", "embedded")
     if chosen not in PROFILES:
         raise ConfigError(f"{path}: profile: must be one of {list(PROFILES)} (got {chosen!r})")
     if chosen != "embedded":
         overlay_path = path.parent / "profiles" / f"{chosen}.yaml"
-        raw = deep_merge(raw, _read_yaml(overlay_path))
+        raw = deep_merge(raw, read_yaml(overlay_path))
     raw["profile"] = chosen
     try:
         return Params(**raw)

@@ -13,9 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from soho.ablations import REPORTED as ABLATION_METRICS
+from soho.config import read_yaml
 
 RETRIEVAL = ("tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5", "ir_r10", "r_mean")
 MAIN_ROWS: dict[str, tuple[str, tuple[str, ...]]] = {  # task -> (split, metrics), in table order
@@ -68,7 +67,8 @@ def lookup(results: dict[str, dict], key: str) -> float | None:
 
 
 def load_reference(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(Path(path).read_text()) or {}
+    """A reference YAML file; a missing or malformed one is a ConfigError naming the file."""
+    return read_yaml(Path(path), "reference file")
 
 
 def _paper(reference: dict, key: str, paper: str) -> dict | None:

@@ -133,3 +133,17 @@ def test_overrides_name_the_bad_key():
     with pytest.raises(ConfigError, match="model.vd.size"):
         with_overrides(params, {"model.vd.size": -1})
     assert with_overrides(params, copy.deepcopy({"seed": 3})).seed == 3
+
+
+def test_a_missing_reference_file_is_a_one_line_error_naming_it(repo_copy):
+    (repo_copy / "reference" / "embedded.yaml").unlink()
+    result = _validate_stage(repo_copy)
+    assert result.returncode == 2
+    assert "reference/embedded.yaml: reference file not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_video_frames_beyond_the_temporal_embedding_is_a_config_error():
+    params = load_params(REPO / "params.yaml")
+    with pytest.raises(ConfigError, match="finetune.video_frames: 9 exceeds model.vision.max_frames=8"):
+        with_overrides(params, {"finetune.video_frames": 9})
