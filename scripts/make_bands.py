@@ -19,23 +19,25 @@ from soho.report import HEADLINE, MAIN_ROWS, load_results, lookup
 
 BASELINES = ("scratch", "text_only", "chance")  # banded on each task's headline metric
 PRETRAIN = ("heldout_itm_acc", "heldout_mlm_acc", "heldout_mvm_acc", "heldout_vd_used_fraction")
+PRETRAIN_SCL = ("heldout_itc_acc", "heldout_scl_vision_acc", "heldout_scl_text_acc")  # where the run has them
 
 
 def keys(results: dict) -> list[str]:
     found = []
-    for row_key, (split, metrics) in MAIN_ROWS.items():  # SOHO: every metric of the table
+    for row_key, (split, metrics) in MAIN_ROWS.items():  # SOHO and SOHO + SCL: every metric of the table
         task = row_key.split(":")[0]
-        found += [f"{task}/pretrained/{split}/{m}" for m in metrics if m != "consistency" and "median" not in m]
+        for variant in ("pretrained", "pretrained_scl"):
+            found += [f"{task}/{variant}/{split}/{m}" for m in metrics if m != "consistency" and "median" not in m]
     for task, (split, metric, _) in HEADLINE.items():
         found += [f"{task}/{variant}/{split}/{metric}" for variant in BASELINES]
-    found += [f"pretrain/{m}" for m in PRETRAIN]
+    found += [f"{run}/{m}" for run in ("pretrain", "pretrain_scl") for m in PRETRAIN + PRETRAIN_SCL]
     # The ablation rows are not banded: at 30 steps their spread across seeds is as large as
     # their differences (measured: default row held-out MLM 0.52 with seed 0, 0.22 with seed 1).
     return [k for k in found if lookup(results, k) is not None]
 
 
 def floor(key: str) -> float:
-    if key.startswith("pretrain/"):
+    if key.startswith("pretrain"):
         return 0.05
     return 5.0 if key.startswith("retrieval") else 3.0
 

@@ -161,7 +161,11 @@ class PretrainParams(Section):
 class FinetuneParams(Section):
     """Downstream fine-tuning shared by every task; ``variants`` are the baselines trained beside SOHO."""
 
-    variants: tuple[Literal["pretrained", "scratch", "text_only"], ...] = ("pretrained", "scratch", "text_only")
+    variants: tuple[Literal["pretrained", "pretrained_scl", "scratch", "text_only"], ...] = (
+        "pretrained",
+        "scratch",
+        "text_only",
+    )
     answer_vocab: int = Field(default=64, gt=1)  # VQA answers kept (most frequent in training)
     retrieval_max_images: int = Field(default=0, ge=0)  # 0 = the whole test split
     retrieval_itc: float = Field(default=1.0, ge=0)  # ITC weight beside ITM when fine-tuning retrieval
@@ -183,6 +187,16 @@ class AblationParams(Section):
     runs: dict[str, dict[str, Any]] = {}
 
 
+class PretrainSclParams(Section):
+    """SOHO + SCL beside SOHO (stage ``pretrain_scl``): the same pre-training with ``overrides``.
+
+    Dotted keys as in ``ablations.runs``; SCL needs the ITC alignment it completes towards,
+    so the default switches both on. Its checkpoint is the ``pretrained_scl`` fine-tuning variant.
+    """
+
+    overrides: dict[str, Any] = {"pretrain.objectives.itc": 1.0, "pretrain.objectives.scl": 1.0}
+
+
 class Params(BaseSettings):
     """The whole of ``params.yaml`` (after the profile overlay), plus ``SOHO_*`` env overrides."""
 
@@ -198,6 +212,7 @@ class Params(BaseSettings):
     pretrain: PretrainParams = PretrainParams()
     finetune: FinetuneParams = FinetuneParams()
     ablations: AblationParams = AblationParams()
+    pretrain_scl: PretrainSclParams = PretrainSclParams()
 
     @model_validator(mode="after")
     def _pretrain_data_is_sharded(self) -> Params:

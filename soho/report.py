@@ -114,8 +114,18 @@ def build(results: dict[str, dict], reference: dict, header: dict[str, str]) -> 
         "baseline_columns": [c[3] for c in columns],
         "baselines": baselines,
         "ablations": ablations,
-        "pretrain": {k: v for k, v in results.get("pretrain", {}).items() if k.startswith("heldout_")},
+        "pretrain": _heldout(results),
     }
+
+
+PRETRAININGS = (("pretrain", "SOHO"), ("pretrain_scl", "SOHO + SCL"))  # results file -> column
+
+
+def _heldout(results: dict[str, dict]) -> dict[str, dict[str, float | None]]:
+    """Held-out pre-training metric -> {column: value} for each pre-training that ran."""
+    ran = [(name, label) for name, label in PRETRAININGS if name in results]
+    keys = sorted({k for name, _ in ran for k in results[name] if k.startswith("heldout_")})
+    return {k: {label: results[name].get(k) for name, label in ran} for k in keys}
 
 
 def _cell(value: float | None, digits: int = 1) -> str:
@@ -180,5 +190,7 @@ def render_markdown(table: dict[str, Any]) -> str:
         )
     if table["pretrain"]:
         out += ["", "## Pre-training (held-out)", ""]
-        out += _table(["metric", "value"], ([k, _cell(v, 3)] for k, v in sorted(table["pretrain"].items())))
+        labels = list(next(iter(table["pretrain"].values())))
+        rows = ([k, *(_cell(v.get(c), 3) for c in labels)] for k, v in table["pretrain"].items())
+        out += _table(["metric", *labels], rows)
     return "\n".join(out) + "\n"

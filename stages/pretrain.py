@@ -1,5 +1,8 @@
-"""DVC stage `pretrain`: shards -> SOHO checkpoint, results/pretrain.json, per-step curves; logged to MLflow.
+"""DVC stages `pretrain` and `pretrain_scl`: shards -> a pre-trained checkpoint, its metrics and curves.
 
+`pretrain` trains SOHO (MLM/MVM/ITM); `pretrain_scl` (``--variant scl``) trains the same
+model with ``pretrain_scl.overrides`` (+ITC +SCL), the "SOHO + SCL" of the results table.
+Each writes ``checkpoints/<name>/``, ``results/<name>.json`` and ``results/plots/<name>.csv``.
 Single process: `python stages/pretrain.py`. Several GPUs: `torchrun --nproc_per_node=N stages/pretrain.py`.
 """
 
@@ -14,29 +17,35 @@ from soho.train import distributed, pretrain
 from soho.train.curves import CurveLog, write_csv
 
 
+def add_variant(parser) -> None:
+    parser.add_argument("--variant", choices=sorted(pretrain.VARIANTS), default="soho")
+
+
 def main(params, args) -> None:
-    """Pre-train SOHO (MLM/MVM/ITM), evaluate on held-out pairs, write the checkpoint and metrics."""
+    """Pre-train one variant, evaluate it on held-out pairs, write the checkpoint and metrics."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     ctx = distributed.init_from_env()
+    name = pretrain.VARIANTS[args.variant]
+    trained = pretrain.variant_params(params, args.variant)
+    out_dir = pretrain.variant_dir(params, args.variant)
     results = Path(params.paths.results)
     if not ctx.is_main:
-        pretrain.run(params, ctx, progress=False)
+        pretrain.run(trained, ctx, progress=False, out_dir=out_dir)
         return
-    with tracking.stage_run("pretrain", params) as mlflow:
+    with tracking.stage_run(name, trained) as mlflow:
         mlflow.set_tag("world_size", ctx.world_size)
 
         def on_log(step: int, metrics: dict) -> None:
             mlflow.log_metrics(metrics, step=step)
 
-        metrics = pretrain.run(params, ctx, on_log)
+        metrics = pretrain.run(trained, ctx, on_log, out_dir=out_dir)
         mlflow.log_metrics(metrics)
-        write_text(results / "pretrain.json", json.dumps(metrics, indent=1, sort_keys=True))
-        rows = CurveLog(Path(params.paths.checkpoints) / "pretrain" / "train" / "curves.jsonl").rows()
-        write_csv(results / "plots" / "pretrain.csv", rows)
-        for path in (results / "pretrain.json", results / "plots" / "pretrain.csv"):
+        write_text(results / f"{name}.json", json.dumps(metrics, indent=1, sort_keys=True))
+        write_csv(results / "plots" / f"{name}.csv", CurveLog(out_dir / "train" / "curves.jsonl").rows())
+        for path in (results / f"{name}.json", results / "plots" / f"{name}.csv"):
             tracking.log_artifact(mlflow, path)
-        tracking.log_artifact(mlflow, Path(params.paths.checkpoints) / "pretrain" / "model.safetensors", "checkpoint")
+        tracking.log_artifact(mlflow, out_dir / "model.safetensors", "checkpoint")
 
 
 if __name__ == "__main__":
-    sys.exit(stage.run("pretrain", main))
+    sys.exit(stage.run("pretrain", main, add_variant))

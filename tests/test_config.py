@@ -76,3 +76,29 @@ def test_missing_and_malformed_files(tmp_path):
         load_params(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_params(write(tmp_path, "shard: [unclosed\n"))
+
+
+def test_scl_variant_applies_its_overrides_and_rejects_what_would_break_the_comparison():
+    from soho.config import PretrainSclParams
+    from soho.train.pretrain import variant_params
+
+    def with_scl_overrides(overrides):
+        return params.model_copy(update={"pretrain_scl": PretrainSclParams(overrides=overrides)})
+
+    params = load_params(REPO / "params.yaml")
+    assert variant_params(params, "soho") is params
+    scl = variant_params(params, "scl")
+    assert scl.pretrain.objectives.scl > 0 and scl.pretrain.objectives.itc > 0
+    assert params.pretrain.objectives.scl == 0  # SOHO itself is left as it was
+    assert scl.model == params.model and scl.pretrain.optim == params.pretrain.optim
+    off = with_scl_overrides({"pretrain.objectives.itc": 1.0})
+    with pytest.raises(ConfigError, match=r"pretrain_scl.overrides: must switch SCL on"):
+        variant_params(off, "scl")
+    model = with_scl_overrides({"model.vd.size": 16, "pretrain.objectives.scl": 1.0})
+    with pytest.raises(ConfigError, match=r"pretrain_scl.overrides: only pretrain.\* keys .*model.vd.size"):
+        variant_params(model, "scl")
+    no_itc = with_scl_overrides({"pretrain.objectives.scl": 1.0})
+    with pytest.raises(ConfigError, match=r"(?s)pretrain_scl.overrides.*itc must be > 0"):
+        variant_params(no_itc, "scl")
+    with pytest.raises(ConfigError, match="'clip'"):
+        variant_params(params, "clip")

@@ -107,6 +107,31 @@ def test_pretrain_stage_writes_checkpoint_metrics_and_mlflow_run(project):
     assert {"pretrain.json", "pretrain.csv", "checkpoint"} <= artifacts
 
 
+def test_pretrain_scl_stage_trains_the_same_model_with_scl_on(project):
+    import json
+
+    import mlflow
+    from safetensors.torch import load_file
+
+    run(["dvc", "repro", "pretrain_scl"], project)
+    metrics = json.loads((project / "results" / "pretrain_scl.json").read_text())
+    for key in ("heldout_scl_vision_acc", "heldout_scl_text_acc", "heldout_itc_acc", "heldout_itm_acc"):
+        assert key in metrics
+    assert "heldout_scl_text_acc" not in json.loads((project / "results" / "pretrain.json").read_text())
+    soho = load_file(project / "checkpoints" / "pretrain" / "model.safetensors")
+    scl = load_file(project / "checkpoints" / "pretrain_scl" / "model.safetensors")
+    assert soho.keys() == scl.keys()  # one architecture: fine-tuning loads either
+    assert any(not soho[k].equal(scl[k]) for k in soho)
+    assert len((project / "results" / "plots" / "pretrain_scl.csv").read_text().splitlines()) == 4
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    [experiment] = [e for e in client.search_experiments() if e.name == "soho-embedded"]
+    [logged] = client.search_runs([experiment.experiment_id], "tags.stage = 'pretrain_scl'")
+    assert logged.info.run_name == "pretrain_scl"
+    assert logged.data.params["pretrain.objectives.scl"] == "1.0"
+    assert logged.data.params["pretrain.objectives.itc"] == "1.0"
+    assert "scl_loss" in logged.data.metrics
+
+
 def test_plots_show_renders_the_pretraining_curves(project):
     import json
 
@@ -129,19 +154,20 @@ def test_finetune_and_evaluate_one_task_and_load_the_logged_model(project):
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     run(["dvc", "repro", "evaluate@snli_ve"], project)
     report = json.loads((project / "results" / "snli_ve.json").read_text())
-    assert set(report) == {"chance", "pretrained", "scratch", "text_only"}
+    assert set(report) == {"chance", "pretrained", "pretrained_scl", "scratch", "text_only"}
     for variant in report.values():
         assert set(variant) == {"dev", "test"} and 0 <= variant["test"]["accuracy"] <= 100
     submission = json.loads((project / "results" / "submissions" / "snli_ve.json").read_text())
     assert {"index", "prediction", "label"} <= set(submission["test"][0])
-    for variant in ("pretrained", "scratch", "text_only"):
+    for variant in ("pretrained", "pretrained_scl", "scratch", "text_only"):
         assert (project / "checkpoints" / "finetune" / "snli_ve" / variant / "model.safetensors").exists()
 
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     client = mlflow.MlflowClient()
     [experiment] = [e for e in client.search_experiments() if e.name == "soho-embedded"]
     runs = client.search_runs([experiment.experiment_id], "tags.task = 'snli_ve'")
-    assert sorted(r.data.tags["stage"] for r in runs) == ["evaluate", "finetune", "finetune", "finetune"]
+    assert sorted(r.data.tags["stage"] for r in runs) == ["evaluate"] + ["finetune"] * 4
+    assert {r.data.tags.get("variant") for r in runs} >= {"pretrained", "pretrained_scl", "scratch", "text_only"}
     [evaluation] = [r for r in runs if r.data.tags["stage"] == "evaluate"]
     assert "pretrained.test.accuracy" in evaluation.data.metrics
     model = mlflow.pytorch.load_model(f"runs:/{evaluation.info.run_id}/model")
@@ -152,6 +178,27 @@ def test_finetune_and_evaluate_one_task_and_load_the_logged_model(project):
     batch["pixels"] = torch.zeros(1, 3, 64, 64)
     [prediction] = model.predict(batch)
     assert prediction in (0, 1, 2)
+
+
+def test_each_finetuning_variant_starts_from_its_own_pretraining(project, monkeypatch):
+    from safetensors.torch import load_file
+
+    from soho.config import load_params
+    from soho.tasks.run import build
+
+    run(["dvc", "repro", "pretrain", "pretrain_scl"], project)
+    monkeypatch.chdir(project)
+    params = load_params(project / "params.yaml")
+    start = {
+        name: load_file(project / "checkpoints" / name / "model.safetensors") for name in ("pretrain", "pretrain_scl")
+    }
+    for variant, source in (("pretrained", "pretrain"), ("text_only", "pretrain"), ("pretrained_scl", "pretrain_scl")):
+        weights = build(params, "snli_ve", variant, None).model.state_dict()
+        other = start["pretrain" if source == "pretrain_scl" else "pretrain_scl"]
+        assert all(weights[k].equal(v) for k, v in start[source].items()), variant
+        assert not all(weights[k].equal(v) for k, v in other.items()), variant
+    scratch = build(params, "snli_ve", "scratch", None).model.state_dict()
+    assert not all(scratch[k].equal(v) for k, v in start["pretrain"].items())
 
 
 def test_ablate_runs_each_row_on_the_short_schedule_and_logs_one_run_per_row(project):

@@ -23,19 +23,29 @@ from soho.tasks.model import TaskModel
 from soho.train import checkpoint
 from soho.train.distributed import DistContext
 from soho.train.loop import Trainer
-from soho.train.pretrain import fingerprint, loop_config, model_spec
+from soho.train.pretrain import fingerprint, loop_config, model_spec, variant_params
+from soho.train.pretrain import variant_dir as pretrain_dir
+
+# Fine-tuning variant -> the pre-training variant it starts from (``scratch``: none).
+STARTS_FROM = {"pretrained": "soho", "text_only": "soho", "pretrained_scl": "scl"}
 
 
 def variant_dir(params: Params, task: str, variant: str) -> Path:
     return Path(params.paths.checkpoints) / "finetune" / task / variant
 
 
+def start_fingerprint(params: Params, variant: str) -> str:
+    """What the variant's starting point depends on: the pre-training that made it (or none)."""
+    start = STARTS_FROM.get(variant)
+    return fingerprint(variant_params(params, start)) if start else fingerprint(params)
+
+
 def build(params: Params, task: str, variant: str, answers: list[str] | None) -> TaskModel:
-    """SOHO + head; ``pretrained``/``text_only`` start from the pre-trained weights, ``scratch`` does not."""
+    """SOHO + head, from the pre-trained weights of ``STARTS_FROM[variant]``; ``scratch`` from none."""
     torch.manual_seed(params.seed)
     model = SohoModel(model_spec(params))
-    if variant != "scratch":
-        checkpoint.load_weights(model, Path(params.paths.checkpoints) / "pretrain" / "model.safetensors")
+    if variant in STARTS_FROM:
+        checkpoint.load_weights(model, pretrain_dir(params, STARTS_FROM[variant]) / "model.safetensors")
     return TaskModel(
         model, task, text_only=variant == "text_only", answers=answers, itc_weight=params.finetune.retrieval_itc
     )
@@ -45,7 +55,7 @@ def finetune(params: Params, task: str, variant: str, ctx: DistContext, on_log=N
     """Train ``variant`` on ``task``'s training split; returns the last logged training metrics."""
     out = variant_dir(params, task, variant)
     train_dir = out / "train"
-    current = fingerprint(params) + task + variant + json.dumps(params.finetune.model_dump(mode="json"))
+    current = start_fingerprint(params, variant) + task + variant + json.dumps(params.finetune.model_dump(mode="json"))
     checkpoint.start_over_if_changed(train_dir, current, ctx.is_main)
     if checkpoint.is_finished(train_dir, current) and (out / "model.safetensors").exists():
         return {}  # trained by an earlier, interrupted run of the stage

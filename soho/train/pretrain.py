@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from soho.config import Params
+from soho.config import ConfigError, Params, with_overrides
 from soho.data import loaders
 from soho.data.atomic import atomic_file, write_text
 from soho.models.fusion import load_tokenizer
@@ -23,6 +23,33 @@ from soho.train.distributed import DistContext
 from soho.train.loop import LoopConfig, Trainer
 
 log = logging.getLogger(__name__)
+
+# Pre-training variant -> its name under checkpoints/ and results/ (and its DVC stage).
+VARIANTS = {"soho": "pretrain", "scl": "pretrain_scl"}
+
+
+def variant_params(params: Params, variant: str) -> Params:
+    """What ``variant`` trains with: ``soho`` as given, ``scl`` with ``pretrain_scl.overrides``."""
+    if variant not in VARIANTS:
+        raise ConfigError(f"pre-training variant {variant!r}: expected one of {sorted(VARIANTS)}")
+    if variant == "soho":
+        return params
+    outside = sorted(k for k in params.pretrain_scl.overrides if not k.startswith("pretrain."))
+    if outside:
+        raise ConfigError(
+            f"pretrain_scl.overrides: only pretrain.* keys may differ (fine-tuning rebuilds the same model), got {outside}"
+        )
+    scl = with_overrides(params, dict(params.pretrain_scl.overrides), source="pretrain_scl.overrides")
+    if scl.pretrain.objectives.scl <= 0:
+        raise ConfigError(
+            "pretrain_scl.overrides: must switch SCL on (pretrain.objectives.scl > 0), "
+            f"got pretrain.objectives.scl={scl.pretrain.objectives.scl}"
+        )
+    return scl
+
+
+def variant_dir(params: Params, variant: str) -> Path:
+    return Path(params.paths.checkpoints) / VARIANTS[variant]
 
 
 def model_spec(params: Params) -> ModelSpec:
@@ -154,7 +181,7 @@ def run(
     resume) are in ``out_dir/train/curves.jsonl``. ``keep_steps=False`` drops the step
     checkpoints once the run is finished, and a finished run is not repeated.
     """
-    out_dir = out_dir or Path(params.paths.checkpoints) / "pretrain"
+    out_dir = out_dir or variant_dir(params, "soho")
     train_dir = out_dir / "train"
     current = fingerprint(params)
     checkpoint.start_over_if_changed(train_dir, current, ctx.is_main)
