@@ -15,6 +15,7 @@ export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export MLFLOW_TRACKING_URI="sqlite:///$work/mlflow.db" PYTHONPATH="$work"  # this checkout's soho, not an editable install elsewhere
 cd "$work"
 python stages/pretrain.py
+python stages/pretrain.py --variant scl
 python stages/ablate.py
 for task in $(python -c "from soho.tasks import TASKS; print(*TASKS)"); do
   python stages/finetune.py --task "$task"
