@@ -1,6 +1,6 @@
 """DVC stage `finetune@<task>`: fine-tune SOHO on one downstream task, with its baselines.
 
-Trains every variant in ``finetune.variants`` (pretrained, scratch, text_only), one MLflow
+Trains every variant in ``finetune.variants`` (pretrained, pretrained_scl, scratch, text_only), one MLflow
 run each, into ``checkpoints/finetune/<task>/<variant>/``.
 """
 
