@@ -61,6 +61,24 @@ def test_markdown_marks_unchecked_and_missing_numbers():
     assert "| no pre-training | n/a | 61.5 |" in text
 
 
+def test_scl_column_and_heldout_table_appear_with_the_scl_run():
+    without = report.render_markdown(report.build(RESULTS, REFERENCE, HEADER))
+    assert "this run +SCL" not in without and "SOHO + SCL" not in without
+    results = copy.deepcopy(RESULTS)
+    results["snli_ve"]["pretrained_scl"] = {"dev": {"accuracy": 82.0}, "test": {"accuracy": 83.5}}
+    results["pretrain"] = {"heldout_itm_acc": 0.7, "heldout_mlm_acc": 0.6, "final_loss": 3.0}
+    results["pretrain_scl"] = {"heldout_itm_acc": 0.75, "heldout_scl_text_acc": 0.4}
+    table = report.build(results, REFERENCE, HEADER)
+    assert table["pretrain"]["heldout_itm_acc"] == {"SOHO": 0.7, "SOHO + SCL": 0.75}
+    assert table["pretrain"]["heldout_scl_text_acc"] == {"SOHO": None, "SOHO + SCL": 0.4}
+    assert "final_loss" not in table["pretrain"]
+    text = report.render_markdown(table)
+    assert "| task | split | metric | SOHO paper | SCL paper | this run | this run +SCL |" in text
+    assert "| snli_ve | test | accuracy | 84.95 | n/a | 81.0 | 83.5 |" in text
+    assert "| SOHO + SCL (pre-trained) | n/a | 83.5 |" in text
+    assert "| heldout_itm_acc | 0.700 | 0.750 |" in text and "| heldout_scl_text_acc | n/a | 0.400 |" in text
+
+
 def _bands(tmp_path, bands):
     (tmp_path / "embedded.yaml").write_text(json.dumps({"bands": bands}))
     return validate.bands(tmp_path, "embedded")
