@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from soho.config import Params, flatten
@@ -61,6 +61,15 @@ def stage_run(stage: str, params: Params, task: str | None = None, run_name: str
         for start in range(0, len(items), 100):
             mlflow.log_params(dict(items[start : start + 100]))
         yield mlflow
+
+
+def step_logger(mlflow) -> Callable[[int, dict], None]:
+    """The training loop's ``on_log`` callback: per-step metrics into the active MLflow run."""
+
+    def on_log(step: int, metrics: dict) -> None:
+        mlflow.log_metrics(metrics, step=step)
+
+    return on_log
 
 
 def pinned_requirements(

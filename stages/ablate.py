@@ -30,10 +30,7 @@ def main(params, args) -> None:
         with tracking.stage_run("ablate", row_params, task=None, run_name=f"ablate@{name}") as mlflow:
             mlflow.set_tags({"ablation": name, "overrides": json.dumps(overrides, sort_keys=True)})
 
-            def on_log(step: int, metrics: dict, mlflow=mlflow) -> None:
-                mlflow.log_metrics(metrics, step=step)
-
-            metrics = pretrain.run(row_params, ctx, on_log, out_dir=folder, keep_steps=False)
+            metrics = pretrain.run(row_params, ctx, tracking.step_logger(mlflow), out_dir=folder, keep_steps=False)
             mlflow.log_metrics(metrics)
         report[name] = ablations.summary(metrics)
     if ctx.is_main:

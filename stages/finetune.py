@@ -28,10 +28,7 @@ def main(params, args) -> None:
         with tracking.stage_run("finetune", params, args.task) as mlflow:
             mlflow.set_tag("variant", variant)
 
-            def on_log(step: int, metrics: dict, mlflow=mlflow) -> None:
-                mlflow.log_metrics(metrics, step=step)
-
-            final = finetune(params, args.task, variant, ctx, on_log)
+            final = finetune(params, args.task, variant, ctx, tracking.step_logger(mlflow))
             mlflow.log_metrics({f"final_{k}": v for k, v in final.items()})
 
 

@@ -35,10 +35,7 @@ def main(params, args) -> None:
     with tracking.stage_run(name, trained) as mlflow:
         mlflow.set_tag("world_size", ctx.world_size)
 
-        def on_log(step: int, metrics: dict) -> None:
-            mlflow.log_metrics(metrics, step=step)
-
-        metrics = pretrain.run(trained, ctx, on_log, out_dir=out_dir)
+        metrics = pretrain.run(trained, ctx, tracking.step_logger(mlflow), out_dir=out_dir)
         mlflow.log_metrics(metrics)
         write_text(results / f"{name}.json", json.dumps(metrics, indent=1, sort_keys=True))
         write_csv(results / "plots" / f"{name}.csv", CurveLog(out_dir / "train" / "curves.jsonl").rows())

@@ -87,8 +87,8 @@ def loop_config(optim, seed: int) -> LoopConfig:
 
 
 def objective_weights(params: Params) -> ObjectiveWeights:
-    o = params.pretrain.objectives
-    return ObjectiveWeights(o.mlm, o.mvm, o.itm, o.mlm_probability, o.mvm_probability, o.itc, o.scl, o.scl_mask_ratio)
+    # By name: the two classes hold the same fields, and a field added to one only fails here.
+    return ObjectiveWeights(**params.pretrain.objectives.model_dump())
 
 
 class Pretraining(nn.Module):
