@@ -52,6 +52,23 @@ def bands(reference_dir: Path, profile: str) -> list[Band]:
     ]
 
 
+TRAINED_VARIANTS = ("pretrained", "pretrained_scl", "scratch", "text_only")  # chance is always computed
+
+
+def switched_off(expected: list[Band], variants: tuple[str, ...]) -> tuple[list[Band], list[Band]]:
+    """(kept, skipped): bands on a fine-tuning variant that ``finetune.variants`` leaves out.
+
+    Leaving a variant out is a parameter choice, not a silently missing result: its bands are
+    skipped (and reported as skipped), every other band still has to hold.
+    """
+    kept, skipped = [], []
+    for band in expected:
+        parts = band.key.split("/")
+        off = len(parts) > 1 and parts[1] in TRAINED_VARIANTS and parts[1] not in variants
+        (skipped if off else kept).append(band)
+    return kept, skipped
+
+
 def check(results: dict[str, dict], expected: list[Band]) -> list[Check]:
     return [Check(band, lookup(results, band.key)) for band in expected]
 

@@ -14,6 +14,10 @@ def main(params, args) -> None:
     expected = validate.bands(Path(args.reference_dir), params.profile)
     if not expected:
         raise SystemExit(f"error: validate: no bands for profile {params.profile!r} in {args.reference_dir}/")
+    expected, skipped = validate.switched_off(expected, params.finetune.variants)
+    if skipped:
+        names = sorted({band.key.split("/")[1] for band in skipped})
+        print(f"validate: skipped {len(skipped)} bands of variants not in finetune.variants: {', '.join(names)}")
     checks = validate.check(report.load_results(Path(params.paths.results)), expected)
     failed = [c for c in checks if not c.ok]
     if failed:

@@ -135,6 +135,27 @@ def test_validate_stage_passes_on_the_committed_results_and_fails_on_a_perturbed
     assert "snli_ve/pretrained/test/accuracy" in bad.stdout and "LOW" in bad.stdout
 
 
+def test_validate_skips_only_the_bands_of_a_variant_switched_off_in_params(repo_copy):
+    for path in (repo_copy / "results").glob("*.json"):
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and data.pop("pretrained_scl", None) is not None:
+            path.write_text(json.dumps(data))
+    missing = _validate_stage(repo_copy)
+    assert missing.returncode == 1 and "pretrained_scl" in missing.stdout and "MISSING" in missing.stdout
+    params = (repo_copy / "params.yaml").read_text()
+    (repo_copy / "params.yaml").write_text(
+        params.replace("[pretrained, pretrained_scl, scratch, text_only]", "[pretrained, scratch, text_only]")
+    )
+    off = _validate_stage(repo_copy)
+    assert off.returncode == 0, off.stdout + off.stderr
+    assert "skipped" in off.stdout and "pretrained_scl" in off.stdout
+    path = repo_copy / "results" / "vqa.json"
+    perturbed = json.loads(path.read_text())
+    perturbed["pretrained"]["val2014"]["overall"] = 0.0
+    path.write_text(json.dumps(perturbed))
+    assert _validate_stage(repo_copy).returncode == 1  # the other bands still hold
+
+
 def test_ablation_rows_share_the_short_schedule_and_apply_overrides():
     params = load_params(REPO / "params.yaml")
     rows = ablations.rows(params)
