@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from soho.report import HEADLINE, MAIN_ROWS, load_results, lookup
+from soho.report import HEADLINE, MAIN_ROWS, PRETRAININGS, load_results, lookup
 
 BASELINES = ("scratch", "text_only", "chance")  # banded on each task's headline metric
 PRETRAIN = ("heldout_itm_acc", "heldout_mlm_acc", "heldout_mvm_acc", "heldout_vd_used_fraction")
@@ -30,7 +30,7 @@ def keys(results: dict) -> list[str]:
             found += [f"{task}/{variant}/{split}/{m}" for m in metrics if m != "consistency" and "median" not in m]
     for task, (split, metric, _) in HEADLINE.items():
         found += [f"{task}/{variant}/{split}/{metric}" for variant in BASELINES]
-    found += [f"{run}/{m}" for run in ("pretrain", "pretrain_scl") for m in PRETRAIN + PRETRAIN_SCL]
+    found += [f"{run}/{m}" for run, _ in PRETRAININGS for m in PRETRAIN + PRETRAIN_SCL]
     # The ablation rows are not banded: at 30 steps their spread across seeds is as large as
     # their differences (measured: default row held-out MLM 0.52 with seed 0, 0.22 with seed 1).
     return [k for k in found if lookup(results, k) is not None]

@@ -158,10 +158,13 @@ class PretrainParams(Section):
     optim: OptimParams = OptimParams()
 
 
+FINETUNE_VARIANTS = ("pretrained", "pretrained_scl", "scratch", "text_only")  # the trained ones; chance is computed
+
+
 class FinetuneParams(Section):
     """Downstream fine-tuning shared by every task; ``variants`` are the baselines trained beside SOHO."""
 
-    variants: tuple[Literal["pretrained", "pretrained_scl", "scratch", "text_only"], ...] = (
+    variants: tuple[Literal[FINETUNE_VARIANTS], ...] = (
         "pretrained",
         "scratch",
         "text_only",

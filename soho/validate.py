@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from soho.config import FINETUNE_VARIANTS
 from soho.report import load_reference, lookup
 
 
@@ -52,9 +53,6 @@ def bands(reference_dir: Path, profile: str) -> list[Band]:
     ]
 
 
-TRAINED_VARIANTS = ("pretrained", "pretrained_scl", "scratch", "text_only")  # chance is always computed
-
-
 def switched_off(expected: list[Band], variants: tuple[str, ...]) -> tuple[list[Band], list[Band]]:
     """(kept, skipped): bands on a fine-tuning variant that ``finetune.variants`` leaves out.
 
@@ -64,7 +62,7 @@ def switched_off(expected: list[Band], variants: tuple[str, ...]) -> tuple[list[
     kept, skipped = [], []
     for band in expected:
         parts = band.key.split("/")
-        off = len(parts) > 1 and parts[1] in TRAINED_VARIANTS and parts[1] not in variants
+        off = len(parts) > 1 and parts[1] in FINETUNE_VARIANTS and parts[1] not in variants
         (skipped if off else kept).append(band)
     return kept, skipped
 
