@@ -1,25 +1,26 @@
-"""Derive reference/embedded.yaml (validate's bands) from runs of the embedded pipeline with several seeds.
+"""Derive reference/embedded.yaml (validate's bands and claims) from reference runs of the embedded pipeline.
 
-Usage: python scripts/make_bands.py reference/seeds/0 reference/seeds/1 reference/seeds/2 \
-           --out reference/embedded.yaml
-Each folder holds one run's results/*.json (scripts/seed_run.sh makes them). A band is
-mean ± max(3·sd, range, floor): three standard deviations of the seeds, never narrower than
-the seeds' own range (3 samples underestimate sd) nor than the floor, which covers seeds
-that agree by luck. Floors (in the metric's own units):
-retrieval recall over 50 images 5 points, other accuracies 3 points, held-out fractions 0.05.
+Usage: python scripts/make_bands.py reference/runs/* --out reference/embedded.yaml
+Each run folder holds one run's results/*.json and its run.json (seed, CPU kernel setting),
+as scripts/run_matrix.sh leaves them. The rule (soho/bands.py): a two-sided normal tolerance
+interval with 99.9% coverage at 95% confidence, never narrower than a per-metric floor, clipped
+to the metric's range; a claim (reference/claims.yaml) is established when it held in every
+run with a mean margin above twice its standard deviation.
 """
 
 import argparse
-import statistics
+import json
 from pathlib import Path
 
 import yaml
 
-from soho.report import HEADLINE, MAIN_ROWS, PRETRAININGS, load_results, lookup
+from soho import bands as band_rule
+from soho.report import HEADLINE, MAIN_ROWS, PRETRAININGS, load_reference, load_results, lookup
 
 BASELINES = ("scratch", "text_only", "chance")  # banded on each task's headline metric
 PRETRAIN = ("heldout_itm_acc", "heldout_mlm_acc", "heldout_mvm_acc", "heldout_vd_used_fraction")
 PRETRAIN_SCL = ("heldout_itc_acc", "heldout_scl_vision_acc", "heldout_scl_text_acc")  # where the run has them
+MIN_RUNS = 5
 
 
 def keys(results: dict) -> list[str]:
@@ -31,49 +32,80 @@ def keys(results: dict) -> list[str]:
     for task, (split, metric, _) in HEADLINE.items():
         found += [f"{task}/{variant}/{split}/{metric}" for variant in BASELINES]
     found += [f"{run}/{m}" for run, _ in PRETRAININGS for m in PRETRAIN + PRETRAIN_SCL]
-    # The ablation rows are not banded: at 30 steps their spread across seeds is as large as
-    # their differences (measured: default row held-out MLM 0.52 with seed 0, 0.22 with seed 1).
+    # The ablation rows are not banded: at 30 steps their spread across runs is as large as
+    # their differences; `report` marks each row against that spread instead.
     return [k for k in found if lookup(results, k) is not None]
 
 
-def floor(key: str) -> float:
-    if key.startswith("pretrain"):
-        return 0.05
-    return 5.0 if key.startswith("retrieval") else 3.0
+def describe(run_dir: Path) -> dict:
+    """A run's seed and kernel setting from its run.json (scripts/run_matrix.sh writes it)."""
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise SystemExit(f"error: {path}: missing (every reference run records its seed and kernel setting)")
+    info = json.loads(path.read_text())
+    return {"seed": info.get("seed"), "kernel": info.get("kernel"), "cpu": info.get("cpu")}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--claims", type=Path, default=Path("reference/claims.yaml"))
     parser.add_argument("--out", type=Path, default=Path("reference/embedded.yaml"))
     args = parser.parse_args()
-    if len(args.runs) < 3:
-        raise SystemExit("error: bands need at least 3 seeds")
-    runs = {path.name: load_results(path) for path in args.runs}
+    run_dirs = sorted(path for path in args.runs if path.is_dir())
+    if len(run_dirs) < MIN_RUNS:
+        raise SystemExit(f"error: bands need at least {MIN_RUNS} runs (seeds x kernel settings), got {len(run_dirs)}")
+    runs = {path.name: load_results(path) for path in run_dirs}
     first = next(iter(runs.values()))
     bands = {}
     for key in keys(first):
-        values = {seed: lookup(results, key) for seed, results in runs.items()}
+        values = {name: lookup(results, key) for name, results in runs.items()}
         if any(v is None for v in values.values()):
-            raise SystemExit(f"error: {key} is missing from seed(s) {[s for s, v in values.items() if v is None]}")
-        mean, sd = statistics.fmean(values.values()), statistics.stdev(values.values())
-        spread = max(values.values()) - min(values.values())
-        half = max(3 * sd, spread, floor(key))
+            raise SystemExit(f"error: {key} is missing from run(s) {[s for s, v in values.items() if v is None]}")
+        fit = band_rule.fit_band(key, list(values.values()))
         bands[key] = {
-            "low": round(mean - half, 4),
-            "high": round(mean + half, 4),
-            "seeds": {seed: round(v, 4) for seed, v in values.items()},
-            "why": f"mean {mean:.3f} ± max(3·sd {3 * sd:.3f}, range {spread:.3f}, floor {floor(key)})",
+            "low": fit.low,
+            "high": fit.high,
+            "runs": {name: round(v, 4) for name, v in values.items()},
+            "why": fit.why,
+        }
+    claims = {}
+    spec = load_reference(args.claims).get("claims", {})
+    for claim in band_rule.parse_claims(spec, str(args.claims)):
+        values = {
+            name: {k: lookup(results, k) for k in (claim.better, claim.worse) if k} for name, results in runs.items()
+        }
+        evidence = band_rule.weigh_claim(claim, values)
+        claims[claim.name] = {
+            **{k: v for k, v in spec[claim.name].items()},
+            "established": evidence.established,
+            "held_in": f"{evidence.held} of {len(runs)} runs",
+            "margin_mean": None if evidence.mean is None else round(evidence.mean, 4),
+            "margin_sd": None if evidence.sd is None else round(evidence.sd, 4),
+            "margins": {name: None if m is None else round(m, 4) for name, m in evidence.margins.items()},
         }
     header = (
-        "# Bands for `validate` on the embedded profile: generated by scripts/make_bands.py from\n"
-        f"# {len(runs)} seeds ({', '.join(runs)}) of the whole embedded pipeline; each entry keeps the\n"
-        "# seeds' values. Do not edit by hand: re-run the seeds and the script.\n"
+        "# Bands and claims for `validate` on the embedded profile: generated by scripts/make_bands.py\n"
+        f"# from {len(runs)} reference runs (seeds x CPU kernel settings, reference/runs/) by the rule in\n"
+        "# soho/bands.py. Each entry keeps the runs' values. Do not edit by hand: re-run the matrix\n"
+        "# (scripts/run_matrix.sh) and this script.\n"
     )
-    args.out.write_text(
-        header + yaml.safe_dump({"seeds": list(runs), "bands": bands}, sort_keys=False, width=120, allow_unicode=True)
-    )
-    print(f"wrote {len(bands)} bands to {args.out}")
+    document = {
+        "rule": {
+            "band": "mean ± max(k·sd, floor), clipped to the metric's range; k: Howe's two-sided normal "
+            "tolerance factor",
+            "coverage": band_rule.COVERAGE,
+            "confidence": band_rule.CONFIDENCE,
+            "k": round(band_rule.tolerance_factor(len(runs)), 4),
+            "claim_established": f"held in every run and mean margin > {band_rule.SIGNIFICANCE} sd",
+        },
+        "runs": {name: describe(path) for name, path in zip(runs, run_dirs, strict=True)},
+        "bands": bands,
+        "claims": claims,
+    }
+    args.out.write_text(header + yaml.safe_dump(document, sort_keys=False, width=120, allow_unicode=True))
+    established = sum(c["established"] for c in claims.values())
+    print(f"wrote {len(bands)} bands and {len(claims)} claims ({established} established) to {args.out}")
 
 
 if __name__ == "__main__":

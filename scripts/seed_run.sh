@@ -1,12 +1,26 @@
 #!/usr/bin/env bash
-# One run of the embedded pipeline's training stages with another seed, for validate's bands.
-# Usage: scripts/seed_run.sh SEED OUT_DIR
+# One reference run of the embedded pipeline's training stages, for validate's bands and claims.
+# Usage: scripts/seed_run.sh SEED OUT_DIR [KERNEL]
+#   KERNEL (the CPU floating-point kernels the run uses; default: native)
+#     native     whatever torch, MKL and oneDNN pick on this CPU
+#     avx2       ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 (an AVX2 CPU's kernels)
+#     avx        MKL_CBWR=AVX (MKL's AVX code path, for AVX2 machines)
+#     one-thread OMP_NUM_THREADS=1 (one torch thread: other reduction orders)
 # Data stay those of params.yaml (the shards of this checkout, seed 0): only the training
-# randomness (initialisation, data order, masking, negatives) changes, which is the spread a
-# re-run of CI can show. Runs in a scratch git worktree of HEAD; copies results/*.json to OUT_DIR.
+# randomness (initialisation, data order, masking, negatives) and the kernels change, which is
+# the spread a CI run on another machine can show. Runs in a scratch git worktree of HEAD; copies
+# results/*.json to OUT_DIR with run.json (seed, kernel, CPU, commit, seconds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seed=$1 out=$(realpath -m "$2")
+seed=$1 out=$(realpath -m "$2") kernel=${3:-native}
+case "$kernel" in
+  native) ;;
+  avx2) export ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 ;;
+  avx) export MKL_CBWR=AVX ;;
+  one-thread) export OMP_NUM_THREADS=1 ;;
+  *) echo "error: seed_run.sh: unknown KERNEL '$kernel' (native, avx2, avx, one-thread)" >&2; exit 2 ;;
+esac
+[ -f shards/stats.json ] && [ -d shards/coco ] || { echo "error: seed_run.sh: no shards in $PWD/shards (run dvc repro shard first)" >&2; exit 2; }
 work=$(mktemp -d /tmp/soho-seed-"$seed"-XXXX)
 git worktree add --detach "$work" HEAD >/dev/null
 trap 'git worktree remove --force "$work"' EXIT
@@ -14,6 +28,7 @@ rm -rf "$work/shards" && ln -s "$PWD/shards" "$work/shards"
 export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false SOHO_SEED=$seed
 export MLFLOW_TRACKING_URI="sqlite:///$work/mlflow.db" PYTHONPATH="$work"  # this checkout's soho, not an editable install elsewhere
 cd "$work"
+start=$(date +%s)
 python stages/pretrain.py
 python stages/pretrain.py --variant scl
 python stages/ablate.py
@@ -21,7 +36,22 @@ for task in $(python -c "from soho.tasks import TASKS; print(*TASKS)"); do
   python stages/finetune.py --task "$task"
   python stages/evaluate.py --task "$task"
 done
+seconds=$(( $(date +%s) - start ))
 mkdir -p "$out"
 cp results/*.json "$out/"
 rm -f "$out/table.json"
-echo "seed $seed: results in $out"
+python - "$out/run.json" "$seed" "$kernel" "$seconds" "$(git rev-parse HEAD)" <<'PY'
+import json, os, platform, sys
+import torch
+path, seed, kernel, seconds, commit = sys.argv[1:]
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
+env = {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS") if k in os.environ}
+info = {
+    "seed": int(seed), "kernel": kernel, "env": env, "cpu": cpu, "avx512f": "avx512f" in flags,
+    "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads(),
+    "commit": commit, "training_seconds": int(seconds),
+}
+open(path, "w").write(json.dumps(info, indent=1) + "\n")
+PY
+echo "seed $seed ($kernel): results in $out (${seconds} s)"

@@ -1,14 +1,18 @@
 """The results table: this run's metrics beside the papers' numbers, baselines and ablations.
 
 Inputs are the DVC metrics files (``results/<task>.json``: variant -> split -> metric,
-``results/pretrain.json``, ``results/ablations.json``) and ``reference/paper.yaml``. The
+``results/pretrain.json``, ``results/ablations.json``), ``reference/paper.yaml`` and, for the
+embedded profile, the reference runs (``reference/runs/*``, seeds x CPU kernel settings). The
 output is ``results/table.json`` (the data) and ``results/table.md`` (the same, rendered).
 Nothing in it is typed by hand: a number is either read from a file or shown as "n/a".
+Why the reference runs: one run's difference between two rows means nothing until it is set
+against how much that difference moves between seeds and CPUs; the table shows both.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -76,8 +80,67 @@ def _paper(reference: dict, key: str, paper: str) -> dict | None:
     return entry if entry and entry.get("value") is not None else None
 
 
-def build(results: dict[str, dict], reference: dict, header: dict[str, str]) -> dict[str, Any]:
-    """The table as data: header, main rows, baseline rows, ablation rows, pre-training row."""
+SIGNIFICANT_SD = 2.0  # a difference counts when its mean over the reference runs exceeds 2 sd
+DIFFERENCES = (  # (label, better variant, worse variant): the comparisons the table exists for
+    ("SOHO − no pre-training", "pretrained", "scratch"),
+    ("SOHO − text-only", "pretrained", "text_only"),
+    ("SOHO + SCL − SOHO", "pretrained_scl", "pretrained"),
+    ("SOHO + SCL − no pre-training", "pretrained_scl", "scratch"),
+)
+
+
+def load_runs(runs_dir: Path) -> dict[str, dict[str, dict]]:
+    """Every reference run under ``runs_dir`` (one folder of results/*.json each), by name."""
+    if not Path(runs_dir).is_dir():
+        return {}
+    return {path.name: load_results(path) for path in sorted(Path(runs_dir).iterdir()) if path.is_dir()}
+
+
+def spread(values: list[float]) -> dict[str, float] | None:
+    """Mean and sd of a difference over the runs, and whether it clears SIGNIFICANT_SD sd."""
+    if len(values) < 2:
+        return None
+    mean, sd = statistics.fmean(values), statistics.stdev(values)
+    return {"mean": mean, "sd": sd, "n": len(values), "significant": abs(mean) > SIGNIFICANT_SD * sd}
+
+
+def _differences(runs: dict[str, dict], columns: list[tuple[str, str, str, str]]) -> list[dict[str, Any]]:
+    rows = []
+    for label, better, worse in DIFFERENCES:
+        cells = {}
+        for task, split, metric, column in columns:
+            pairs = [
+                (lookup(r, f"{task}/{better}/{split}/{metric}"), lookup(r, f"{task}/{worse}/{split}/{metric}"))
+                for r in runs.values()
+            ]
+            cells[column] = spread([b - w for b, w in pairs if b is not None and w is not None])
+        if any(cells.values()):
+            rows.append({"label": label, "values": cells})
+    return rows
+
+
+def _ablation_spreads(runs: dict[str, dict]) -> dict[str, dict[str, dict | None]]:
+    """Row -> metric -> spread of (row - default) over the reference runs."""
+    found: dict[str, dict[str, dict | None]] = {}
+    ablation_runs = [r["ablations"] for r in runs.values() if "default" in r.get("ablations", {})]
+    rows = {name for r in ablation_runs for name in r if name != "default"}
+    for name in sorted(rows):
+        found[name] = {}
+        for metric in ABLATION_METRICS:
+            diffs = [
+                r[name][metric] - r["default"][metric]
+                for r in ablation_runs
+                if r.get(name, {}).get(metric) is not None and r["default"].get(metric) is not None
+            ]
+            found[name][metric] = spread(diffs)
+    return found
+
+
+def build(
+    results: dict[str, dict], reference: dict, header: dict[str, str], runs: dict[str, dict] | None = None
+) -> dict[str, Any]:
+    """The table as data: header, main rows, baselines, differences over the reference runs, ablations, pre-training."""
+    runs = runs or {}
     main = []
     for row_key, (split, metric_names) in MAIN_ROWS.items():
         task = row_key.split(":")[0]
@@ -104,8 +167,13 @@ def build(results: dict[str, dict], reference: dict, header: dict[str, str]) -> 
         values = {c[3]: lookup(results, f"{c[0]}/{variant}/{c[1]}/{c[2]}") for c in columns}
         if any(v is not None for v in values.values()):
             baselines.append({"variant": variant, "label": label, "values": values})
+    ablation_spreads = _ablation_spreads(runs)
     ablations = [
-        {"name": name, "values": {m: row.get(m) for m in ABLATION_METRICS}}
+        {
+            "name": name,
+            "values": {m: row.get(m) for m in ABLATION_METRICS},
+            "vs_default": ablation_spreads.get(name, {}),
+        }
         for name, row in results.get("ablations", {}).items()
     ]
     return {
@@ -113,6 +181,8 @@ def build(results: dict[str, dict], reference: dict, header: dict[str, str]) -> 
         "main": main,
         "baseline_columns": [c[3] for c in columns],
         "baselines": baselines,
+        "reference_runs": list(runs),
+        "differences": _differences(runs, columns),
         "ablations": ablations,
         "pretrain": _heldout(results),
     }
@@ -130,6 +200,19 @@ def _heldout(results: dict[str, dict]) -> dict[str, dict[str, float | None]]:
 
 def _cell(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _spread_cell(value: dict | None, digits: int) -> str:
+    if not value:
+        return "n/a"
+    text = f"{value['mean']:+.{digits}f} ± {value['sd']:.{digits}f}"
+    return text if value["significant"] else text + " n.s."
+
+
+def _ablation_cell(value: float | None, vs_default: dict | None) -> str:
+    if value is None or not vs_default:
+        return _cell(value, 3)
+    return f"{value:.3f} (Δ {_spread_cell(vs_default, 3)})"
 
 
 def _table(head: Iterable[str], rows: Iterable[Iterable[str]]) -> list[str]:
@@ -172,21 +255,44 @@ def render_markdown(table: dict[str, Any]) -> str:
         ["model", *table["baseline_columns"]],
         ([b["label"], *(_cell(b["values"][c]) for c in table["baseline_columns"])] for b in table["baselines"]),
     )
+    if table.get("differences"):
+        n = len(table["reference_runs"])
+        out += [
+            "",
+            f"## Differences over the {n} reference runs (seeds x CPU kernel settings)",
+            "",
+            "Mean ± sd over the runs behind validate's bands (`reference/runs/`), in the metric's points; "
+            f"n.s.: the mean is within {SIGNIFICANT_SD:g} sd of zero, so one run's order of the two rows "
+            "can flip with the seed or the CPU.",
+            "",
+        ]
+        out += _table(
+            ["difference", *table["baseline_columns"]],
+            (
+                [d["label"], *(_spread_cell(d["values"].get(c), 1) for c in table["baseline_columns"])]
+                for d in table["differences"]
+            ),
+        )
     if table["ablations"]:
+        runs = len(table.get("reference_runs", []))
         out += [
             "",
             "## Ablations (short pre-training, held-out metrics)",
             "",
-            "Every row pre-trains on the same short schedule (`ablations` in params.yaml). At that "
-            "length the rows differ by less than one row varies between seeds "
-            "(`reference/seeds/*/ablations.json`): read them as a check that each variant runs, and "
-            "run a row at full length as a DVC experiment to compare (README, Validation and ablations).",
+            "Every row pre-trains on the same short schedule (`ablations` in params.yaml). Beside each "
+            f"value: the row's difference from `default` over the {runs} reference runs (mean ± sd); "
+            "n.s. marks a difference within "
+            f"{SIGNIFICANT_SD:g} sd of zero, which this table cannot tell from seed noise. Run a row at "
+            "full length as a DVC experiment to compare (README, Validation and ablations).",
             "",
         ]
         names = list(ABLATION_METRICS)
         out += _table(
             ["row", *names],
-            ([a["name"], *(_cell(a["values"][m], 3) for m in names)] for a in table["ablations"]),
+            (
+                [a["name"], *(_ablation_cell(a["values"][m], a.get("vs_default", {}).get(m)) for m in names)]
+                for a in table["ablations"]
+            ),
         )
     if table["pretrain"]:
         out += ["", "## Pre-training (held-out)", ""]

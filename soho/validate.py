@@ -1,9 +1,12 @@
 """Compare a run's metrics with the bands of ``reference/<profile>.yaml``.
 
 Embedded profile: ``reference/embedded.yaml`` holds a band (low, high) per metric, with the
-per-seed values it was derived from. Paper profile: ``reference/paper.yaml`` holds SOHO's
-reported value and a tolerance; entries without a value are skipped, not failed.
+reference runs' values it was derived from, and the claims (``reference/claims.yaml``) with
+the runs' evidence. Paper profile: ``reference/paper.yaml`` holds SOHO's reported value and a
+tolerance; entries without a value are skipped, not failed.
 A metric the run did not produce is a failure: a silently missing task must not pass.
+Why claims beside bands: a band wide enough to hold every seed and CPU cannot see the table
+lose its meaning (pre-training no longer helping); an established claim can, and names it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from soho.bands import Claim, parse_claims
 from soho.config import FINETUNE_VARIANTS
 from soho.report import load_reference, lookup
 
@@ -61,10 +65,14 @@ def switched_off(expected: list[Band], variants: tuple[str, ...]) -> tuple[list[
     """
     kept, skipped = [], []
     for band in expected:
-        parts = band.key.split("/")
-        off = len(parts) > 1 and parts[1] in FINETUNE_VARIANTS and parts[1] not in variants
-        (skipped if off else kept).append(band)
+        (skipped if variant_off(band.key, variants) else kept).append(band)
     return kept, skipped
+
+
+def variant_off(key: str, variants: tuple[str, ...]) -> bool:
+    """True when ``key`` names a fine-tuning variant that ``finetune.variants`` leaves out."""
+    parts = key.split("/")
+    return len(parts) > 1 and parts[1] in FINETUNE_VARIANTS and parts[1] not in variants
 
 
 def check(results: dict[str, dict], expected: list[Band]) -> list[Check]:
@@ -87,3 +95,49 @@ def render(checks: list[Check], only_failures: bool = True) -> str:
     widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(len(head))]
     lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)) for row in (head, *rows)]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
+@dataclass(frozen=True)
+class ClaimCheck:
+    claim: Claim
+    established: bool  # by the reference runs: only an established claim can fail a run
+    evidence: str
+    margin: float | None
+
+    @property
+    def holds(self) -> bool:
+        return self.claim.holds(self.margin)
+
+    @property
+    def ok(self) -> bool:
+        return self.holds or not self.established
+
+    def line(self) -> str:
+        margin = "missing" if self.margin is None else f"{self.margin:+.3f}"
+        if self.established:
+            status = "holds" if self.holds else "BROKEN"
+        else:
+            status = "open (not established by the reference runs: " + self.evidence + ")"
+        return f"claim {self.claim.name}: {status}, margin {margin} ({self.claim.says})"
+
+
+def claims(reference_dir: Path, profile: str) -> list[tuple[Claim, bool, str]]:
+    """(claim, established, evidence) for every claim in ``reference/<profile>.yaml``."""
+    if profile == "paper":
+        return []
+    path = Path(reference_dir) / f"{profile}.yaml"
+    spec = load_reference(path).get("claims", {}) or {}
+    found = []
+    for claim in parse_claims(spec, str(path)):
+        entry = spec[claim.name]
+        evidence = f"held in {entry.get('held_in', '?')}, margin {entry.get('margin_mean')} ± {entry.get('margin_sd')}"
+        found.append((claim, bool(entry.get("established", False)), evidence))
+    return found
+
+
+def check_claims(results: dict[str, dict], expected: list[tuple[Claim, bool, str]]) -> list[ClaimCheck]:
+    checks = []
+    for claim, established, evidence in expected:
+        values = {key: lookup(results, key) for key in (claim.better, claim.worse) if key}
+        checks.append(ClaimCheck(claim, established, evidence, claim.margin(values)))
+    return checks

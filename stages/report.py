@@ -1,4 +1,4 @@
-"""DVC stage `report`: results/*.json + reference/paper.yaml -> results/table.{json,md}; logged to MLflow.
+"""DVC stage `report`: results/*.json + reference/ -> results/table.{json,md}; logged to MLflow.
 
 The README embeds ``results/table.md`` between markers, rewritten here too, so the table
 a reader sees is always the generated one.
@@ -36,7 +36,8 @@ def main(params, args) -> None:
         "commit": tracking.git_commit()[:12],
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
-    table = report.build(report.load_results(results), report.load_reference(Path(args.reference)), header)
+    runs = report.load_runs(Path(args.runs)) if params.profile == "embedded" else {}
+    table = report.build(report.load_results(results), report.load_reference(Path(args.reference)), header, runs)
     markdown = report.render_markdown(table)
     write_text(results / "table.json", json.dumps(table, indent=1))
     write_text(results / "table.md", markdown)
@@ -49,6 +50,7 @@ def main(params, args) -> None:
 
 def add_args(parser) -> None:
     parser.add_argument("--reference", default="reference/paper.yaml", help="the papers' reported numbers")
+    parser.add_argument("--runs", default="reference/runs", help="reference runs (embedded profile): their spread")
     parser.add_argument("--readme", default="README.md", help="README to embed the table in ('' = none)")
 
 

@@ -1,6 +1,8 @@
-"""DVC stage `validate`: fail (exit 1) when a metric leaves its band in reference/<profile>.yaml.
+"""DVC stage `validate`: fail (exit 1) when a metric leaves its band in reference/<profile>.yaml,
+or when a run breaks a claim the reference runs established.
 
-Prints a table of every metric outside its band (or missing); exits 0 when all are inside.
+Prints every claim with its margin, then a table of every metric outside its band (or
+missing), and a line per broken claim; exits 0 when all bands and established claims hold.
 """
 
 import sys
@@ -18,13 +20,32 @@ def main(params, args) -> None:
     if skipped:
         names = sorted({band.key.split("/")[1] for band in skipped})
         print(f"validate: skipped {len(skipped)} bands of variants not in finetune.variants: {', '.join(names)}")
-    checks = validate.check(report.load_results(Path(params.paths.results)), expected)
+    results = report.load_results(Path(params.paths.results))
+    claims = [
+        entry
+        for entry in validate.claims(Path(args.reference_dir), params.profile)
+        if not any(
+            validate.variant_off(key, params.finetune.variants) for key in (entry[0].better, entry[0].worse) if key
+        )
+    ]
+    claim_checks = validate.check_claims(results, claims)
+    for claim_check in claim_checks:
+        print(f"validate: {claim_check.line()}")
+    checks = validate.check(results, expected)
     failed = [c for c in checks if not c.ok]
+    broken = [c for c in claim_checks if not c.ok]
     if failed:
         print(f"validate: {len(failed)} of {len(checks)} metrics outside their band ({params.profile} profile):")
         print(validate.render(checks))
+    for claim_check in broken:
+        print(f"validate: claim broken: {claim_check.claim.name}: {claim_check.claim.says}")
+    if failed or broken:
         raise SystemExit(1)
-    print(f"validate: all {len(checks)} metrics inside their band ({params.profile} profile)")
+    established = sum(c.established for c in claim_checks)
+    print(
+        f"validate: all {len(checks)} metrics inside their band and all {established} established claims hold "
+        f"({len(claim_checks) - established} open) ({params.profile} profile)"
+    )
 
 
 def add_args(parser) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +49,19 @@ def tiny_shards(tiny_raw, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny-shards") / "shards"
     shards.write_all(DATASETS, tiny_raw, out, 5, 0.0)
     return out
+
+
+def run_validate_stage(root: Path) -> subprocess.CompletedProcess:
+    """The `validate` stage in ``root`` (a repo copy), as DVC runs it."""
+    return subprocess.run(
+        [sys.executable, "stages/validate.py"], cwd=root, capture_output=True, text=True, env={"PATH": "/usr/bin"}
+    )
+
+
+@pytest.fixture
+def repo_copy(tmp_path) -> Path:
+    """The code, reference bands, committed results and parameters, in a scratch folder."""
+    for name in ("soho", "stages", "reference", "results", "profiles"):
+        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "submissions"))
+    shutil.copy(REPO / "params.yaml", tmp_path)
+    return tmp_path

@@ -3,16 +3,13 @@
 import copy
 import json
 import re
-import shutil
-import subprocess
-import sys
 
 import pytest
 
 from soho import ablations, report, validate
 from soho.config import ConfigError, load_params, with_overrides
 
-from .conftest import REPO
+from .conftest import REPO, run_validate_stage
 
 RESULTS = {
     "retrieval_coco": {
@@ -108,29 +105,15 @@ def test_paper_profile_bands_come_from_soho_values_and_skip_missing():
     assert all(not c.ok for c in validate.check(report.load_results(REPO / "results"), list(expected.values())))
 
 
-def _validate_stage(root):
-    return subprocess.run(
-        [sys.executable, "stages/validate.py"], cwd=root, capture_output=True, text=True, env={"PATH": "/usr/bin"}
-    )
-
-
-@pytest.fixture
-def repo_copy(tmp_path):
-    for name in ("soho", "stages", "reference", "results", "profiles"):
-        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "submissions"))
-    shutil.copy(REPO / "params.yaml", tmp_path)
-    return tmp_path
-
-
 def test_validate_stage_passes_on_the_committed_results_and_fails_on_a_perturbed_one(repo_copy):
-    ok = _validate_stage(repo_copy)
+    ok = run_validate_stage(repo_copy)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "inside their band" in ok.stdout
     path = repo_copy / "results" / "snli_ve.json"
     perturbed = json.loads(path.read_text())
     perturbed["pretrained"]["test"]["accuracy"] = -1.0
     path.write_text(json.dumps(perturbed))
-    bad = _validate_stage(repo_copy)
+    bad = run_validate_stage(repo_copy)
     assert bad.returncode == 1
     assert "snli_ve/pretrained/test/accuracy" in bad.stdout and "LOW" in bad.stdout
 
@@ -140,20 +123,20 @@ def test_validate_skips_only_the_bands_of_a_variant_switched_off_in_params(repo_
         data = json.loads(path.read_text())
         if isinstance(data, dict) and data.pop("pretrained_scl", None) is not None:
             path.write_text(json.dumps(data))
-    missing = _validate_stage(repo_copy)
+    missing = run_validate_stage(repo_copy)
     assert missing.returncode == 1 and "pretrained_scl" in missing.stdout and "MISSING" in missing.stdout
     params = (repo_copy / "params.yaml").read_text()
     (repo_copy / "params.yaml").write_text(
         params.replace("[pretrained, pretrained_scl, scratch, text_only]", "[pretrained, scratch, text_only]")
     )
-    off = _validate_stage(repo_copy)
+    off = run_validate_stage(repo_copy)
     assert off.returncode == 0, off.stdout + off.stderr
     assert "skipped" in off.stdout and "pretrained_scl" in off.stdout
     path = repo_copy / "results" / "vqa.json"
     perturbed = json.loads(path.read_text())
     perturbed["pretrained"]["val2014"]["overall"] = 0.0
     path.write_text(json.dumps(perturbed))
-    assert _validate_stage(repo_copy).returncode == 1  # the other bands still hold
+    assert run_validate_stage(repo_copy).returncode == 1  # the other bands still hold
 
 
 def test_ablation_rows_share_the_short_schedule_and_apply_overrides():
@@ -176,7 +159,7 @@ def test_overrides_name_the_bad_key():
 
 def test_a_missing_reference_file_is_a_one_line_error_naming_it(repo_copy):
     (repo_copy / "reference" / "embedded.yaml").unlink()
-    result = _validate_stage(repo_copy)
+    result = run_validate_stage(repo_copy)
     assert result.returncode == 2
     assert "reference/embedded.yaml: reference file not found" in result.stderr
     assert "Traceback" not in result.stderr
@@ -186,3 +169,25 @@ def test_video_frames_beyond_the_temporal_embedding_is_a_config_error():
     params = load_params(REPO / "params.yaml")
     with pytest.raises(ConfigError, match="finetune.video_frames: 9 exceeds model.vision.max_frames=8"):
         with_overrides(params, {"finetune.video_frames": 9})
+
+
+def _run(pretrained: float, scratch: float, ablation_itm: float) -> dict:
+    return {
+        "snli_ve": {"pretrained": {"test": {"accuracy": pretrained}}, "scratch": {"test": {"accuracy": scratch}}},
+        "ablations": {"default": {"heldout_itm_acc": 0.5}, "no_vd": {"heldout_itm_acc": ablation_itm}},
+    }
+
+
+def test_differences_and_ablations_carry_their_spread_over_the_reference_runs():
+    runs = {"a": _run(80.0, 60.0, 0.50), "b": _run(82.0, 60.0, 0.60), "c": _run(84.0, 60.0, 0.40)}
+    table = report.build(RESULTS, REFERENCE, HEADER, runs)
+    row = next(d for d in table["differences"] if d["label"] == "SOHO − no pre-training")
+    cell = row["values"]["SNLI-VE test"]
+    assert (cell["mean"], cell["sd"], cell["n"], cell["significant"]) == (22.0, 2.0, 3, True)
+    no_vd = next(a for a in table["ablations"] if a["name"] == "no_vd")["vs_default"]["heldout_itm_acc"]
+    assert no_vd["mean"] == pytest.approx(0.0) and not no_vd["significant"]
+    text = report.render_markdown(table)
+    assert "| SOHO − no pre-training | n/a | +22.0 ± 2.0 |" in text
+    assert "| no_vd | 0.550 (Δ +0.000 ± 0.100 n.s.) |" in text
+    assert "Differences over the 3 reference runs" in text
+    assert "Differences over" not in report.render_markdown(report.build(RESULTS, REFERENCE, HEADER))

@@ -1,0 +1,67 @@
+"""Fail when dvc.lock disagrees with the tree it is committed with.
+
+Usage: python scripts/check_lock.py [REPO]         (exit 1, one line per disagreement)
+
+Why: the committed results/ are worth something only if they came from the committed code and
+parameters. dvc.lock records the hash of every dependency a stage ran with; a refactor that
+changes a dependency without re-running the pipeline leaves the lock (and the numbers) behind
+the code. DVC's own status compares the two. In a fresh clone the data outputs (raw/, shards/,
+checkpoints/) are absent, which DVC reports as "deleted": that is expected and ignored. What
+counts is a git-tracked file or folder whose content differs from the lock (a dependency, or a
+committed metrics file), a changed parameter, a changed command, or a stage the lock lacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dvc.repo import Repo
+
+
+def tracked(repo_root: Path, path: str) -> bool:
+    """True when git tracks ``path`` (a file, or any file under a folder)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--", path], cwd=repo_root, capture_output=True, text=True, check=True
+    ).stdout
+    return bool(listed.strip())
+
+
+def disagreements(repo_root: Path) -> list[str]:
+    """One line per place where dvc.lock and the committed tree disagree."""
+    found = []
+    with Repo(str(repo_root)) as repo:
+        status = repo.status()
+    for stage, changes in sorted(status.items()):
+        for change in changes:
+            if isinstance(change, str):  # "changed command", "always changed"
+                found.append(f"{stage}: {change}")
+                continue
+            for kind, entries in change.items():
+                for path, state in entries.items():
+                    if isinstance(state, dict):  # parameters: {key: "modified" | "new" | "deleted"}
+                        found += [f"{stage}: parameter {path}:{key} {how}" for key, how in state.items()]
+                    elif state != "deleted" and tracked(repo_root, path):
+                        found.append(f"{stage}: {kind.removeprefix('changed ')[:-1]} {path} {state}")
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("repo", nargs="?", type=Path, default=Path("."))
+    root = parser.parse_args().repo.resolve()
+    os.chdir(root)  # DVC names stages relative to the working directory
+    found = disagreements(root)
+    if found:
+        print(f"check_lock: dvc.lock disagrees with the tree in {len(found)} place(s); run `dvc repro` and commit:")
+        print("\n".join(f"  {line}" for line in found))
+        return 1
+    print("check_lock: dvc.lock matches the committed code, parameters and metrics")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

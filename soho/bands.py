@@ -1,0 +1,148 @@
+"""Validation bands and claims from a set of reference runs (seeds x CPU kernel settings).
+
+Why: a short CPU training run turns a change of floating-point kernel (AVX-512 vs AVX2, MKL
+code path, thread count) into a change as large as a new seed, so a band must hold for runs
+nobody has made yet. A band is therefore a two-sided normal *tolerance interval*: with
+confidence ``CONFIDENCE`` it contains at least ``COVERAGE`` of all runs, whatever seed or CPU.
+Its factor k (Howe 1969) grows as the number of runs shrinks, so a band from few runs is wide
+by construction, not by hand:
+
+    k = sqrt((n - 1) * (1 + 1/n) * z_{(1+p)/2}^2 / chi2_{1-gamma, n-1})
+
+    band = mean ± max(k * sd, floor), clipped to the metric's range
+
+The floor (in the metric's own units) covers metrics that move in steps larger than their
+spread shows (recall over 50 images moves by 2 points; five runs can agree by luck).
+
+A claim is a comparison the table exists to show ("pre-trained beats no pre-training on VQA").
+It is *established* when it holds in every reference run and its mean margin exceeds twice the
+margin's standard deviation; ``validate`` then fails any run that breaks it, by name.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from scipy import stats
+
+COVERAGE = 0.999  # p: the share of all runs a band must contain (about 90 bands are checked at once)
+CONFIDENCE = 0.95  # gamma: confidence that it does, given only n runs
+SIGNIFICANCE = 2.0  # an established claim's mean margin exceeds this many standard deviations
+
+
+def tolerance_factor(n: int, coverage: float = COVERAGE, confidence: float = CONFIDENCE) -> float:
+    """Howe's two-sided normal tolerance factor k for ``n`` runs."""
+    if n < 2:
+        raise ValueError(f"a tolerance interval needs at least 2 runs (got {n})")
+    z = stats.norm.ppf((1 + coverage) / 2)
+    chi2 = stats.chi2.ppf(1 - confidence, n - 1)
+    return math.sqrt((n - 1) * (1 + 1 / n) * z**2 / chi2)
+
+
+def floor(key: str) -> float:
+    """The narrowest half-width a band may have, in the metric's units."""
+    if key.startswith("pretrain"):
+        return 0.05
+    return 5.0 if key.startswith("retrieval") else 3.0
+
+
+def bounds(key: str) -> tuple[float, float]:
+    """The values the metric can take: fractions for pre-training, percentages downstream."""
+    return (0.0, 1.0) if key.startswith("pretrain") else (0.0, 100.0)
+
+
+@dataclass(frozen=True)
+class BandFit:
+    low: float
+    high: float
+    mean: float
+    sd: float
+    k: float
+    why: str
+
+
+def fit_band(key: str, values: list[float]) -> BandFit:
+    """The tolerance band of ``key`` from one value per reference run."""
+    n = len(values)
+    mean, sd = statistics.fmean(values), statistics.stdev(values)
+    k = tolerance_factor(n)
+    half = max(k * sd, floor(key))
+    lowest, highest = bounds(key)
+    low, high = max(lowest, mean - half), min(highest, mean + half)
+    why = f"mean {mean:.3f} ± max(k {k:.2f} · sd {sd:.3f}, floor {floor(key)}) from {n} runs"
+    return BandFit(round(low, 4), round(high, 4), mean, sd, k, why)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """``better`` exceeds ``worse`` (two metric keys), or ``better`` is at least ``at_least``."""
+
+    name: str
+    says: str
+    better: str
+    worse: str | None = None
+    at_least: float | None = None
+
+    def margin(self, value_of: Mapping[str, float | None]) -> float | None:
+        """How far the claim holds (> 0 for a comparison, >= 0 for a threshold); None if a value is missing."""
+        better = value_of.get(self.better)
+        if better is None:
+            return None
+        if self.worse is None:
+            return better - float(self.at_least or 0.0)
+        worse = value_of.get(self.worse)
+        return None if worse is None else better - worse
+
+    def holds(self, margin: float | None) -> bool:
+        if margin is None:
+            return False
+        return margin >= 0 if self.worse is None else margin > 0
+
+
+def parse_claims(spec: Mapping[str, Mapping], source: str) -> list[Claim]:
+    """Claims from a ``name -> {says, better, worse | at_least}`` mapping; a bad entry names itself."""
+    found = []
+    for name, entry in spec.items():
+        if not isinstance(entry, Mapping) or "better" not in entry or "says" not in entry:
+            raise ValueError(f"{source}: claim {name!r} needs 'says' and 'better'")
+        if ("worse" in entry) == ("at_least" in entry):
+            raise ValueError(f"{source}: claim {name!r} needs exactly one of 'worse' or 'at_least'")
+        at_least = entry.get("at_least")
+        found.append(
+            Claim(
+                name=str(name),
+                says=str(entry["says"]),
+                better=str(entry["better"]),
+                worse=entry.get("worse"),
+                at_least=None if at_least is None else float(at_least),
+            )
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class ClaimEvidence:
+    margins: dict[str, float | None]
+    held: int
+    mean: float | None
+    sd: float | None
+
+    @property
+    def established(self) -> bool:
+        """Held in every run, with a mean margin above SIGNIFICANCE standard deviations."""
+        if self.held < len(self.margins) or self.mean is None or self.sd is None:
+            return False
+        return self.mean > SIGNIFICANCE * self.sd
+
+
+def weigh_claim(claim: Claim, runs: Mapping[str, Mapping[str, float | None]]) -> ClaimEvidence:
+    """The claim's margin in each reference run (run name -> metric key -> value)."""
+    margins = {name: claim.margin(values) for name, values in runs.items()}
+    present = [m for m in margins.values() if m is not None]
+    held = sum(claim.holds(m) for m in margins.values())
+    if len(present) < 2:
+        return ClaimEvidence(margins, held, None, None)
+    return ClaimEvidence(margins, held, statistics.fmean(present), statistics.stdev(present))
