@@ -117,8 +117,8 @@ class ClaimCheck:
         if self.established:
             status = "holds" if self.holds else "BROKEN"
         else:
-            status = "open (not established by the reference runs: " + self.evidence + ")"
-        return f"claim {self.claim.name}: {status}, margin {margin} ({self.claim.says})"
+            status = f"open (reference runs: {self.evidence})"
+        return f"claim {self.claim.name}: {status}; this run {margin} ({self.claim.says})"
 
 
 def claims(reference_dir: Path, profile: str) -> list[tuple[Claim, bool, str]]:
@@ -130,7 +130,9 @@ def claims(reference_dir: Path, profile: str) -> list[tuple[Claim, bool, str]]:
     found = []
     for claim in parse_claims(spec, str(path)):
         entry = spec[claim.name]
-        evidence = f"held in {entry.get('held_in', '?')}, margin {entry.get('margin_mean')} ± {entry.get('margin_sd')}"
+        mean, sd = entry.get("margin_mean"), entry.get("margin_sd")
+        spread = "n/a" if mean is None or sd is None else f"{mean:+.3f} ± {sd:.3f}"
+        evidence = f"held in {entry.get('held_in', '?')}, margin {spread}"
         found.append((claim, bool(entry.get("established", False)), evidence))
     return found
 
