@@ -5,10 +5,11 @@ Usage: python scripts/check_lock.py [REPO]         (exit 1, one line per disagre
 Why: the committed results/ are worth something only if they came from the committed code and
 parameters. dvc.lock records the hash of every dependency a stage ran with; a refactor that
 changes a dependency without re-running the pipeline leaves the lock (and the numbers) behind
-the code. DVC's own status compares the two. In a fresh clone the data outputs (raw/, shards/,
-checkpoints/) are absent, which DVC reports as "deleted": that is expected and ignored. What
-counts is a git-tracked file or folder whose content differs from the lock (a dependency, or a
-committed metrics file), a changed parameter, a changed command, or a stage the lock lacks.
+the code. DVC's own status compares the lock with the working tree; on a fresh clone (as in CI)
+that is the committed tree. The data outputs that git ignores (raw/, shards/<dataset>,
+checkpoints/) are absent from a clone, or differ on a developer's machine: they are skipped.
+Everything else counts: a dependency or committed metrics file that differs from the lock or
+is missing, a changed parameter, a changed command, or a stage the lock lacks.
 """
 
 from __future__ import annotations
@@ -22,12 +23,9 @@ from pathlib import Path
 from dvc.repo import Repo
 
 
-def tracked(repo_root: Path, path: str) -> bool:
-    """True when git tracks ``path`` (a file, or any file under a folder)."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--", path], cwd=repo_root, capture_output=True, text=True, check=True
-    ).stdout
-    return bool(listed.strip())
+def ignored(repo_root: Path, path: str) -> bool:
+    """True when git ignores ``path``: a data output, never part of the committed tree."""
+    return subprocess.run(["git", "check-ignore", "--quiet", "--", path], cwd=repo_root).returncode == 0
 
 
 def disagreements(repo_root: Path) -> list[str]:
@@ -44,7 +42,7 @@ def disagreements(repo_root: Path) -> list[str]:
                 for path, state in entries.items():
                     if isinstance(state, dict):  # parameters: {key: "modified" | "new" | "deleted"}
                         found += [f"{stage}: parameter {path}:{key} {how}" for key, how in state.items()]
-                    elif state != "deleted" and tracked(repo_root, path):
+                    elif not ignored(repo_root, path):
                         found.append(f"{stage}: {kind.removeprefix('changed ')[:-1]} {path} {state}")
     return found
 

@@ -13,15 +13,14 @@ from pathlib import Path
 
 from soho import report, validate
 
-HEADLINES = {  # column -> metric key (pre-trained SOHO)
-    "COCO": "retrieval_coco/pretrained/test/r_mean",
-    "Flickr": "retrieval_flickr30k/pretrained/test/r_mean",
-    "MSR-VTT": "retrieval_msrvtt/pretrained/test/r_mean",
-    "VQA": "vqa/pretrained/val2014/overall",
-    "NLVR2": "nlvr2/pretrained/test1/accuracy",
-    "SNLI-VE": "snli_ve/pretrained/test/accuracy",
-    "ITM": "pretrain/heldout_itm_acc",
-}
+HEADLINES = {label: f"{task}/pretrained/{split}/{metric}" for task, (split, metric, label) in report.HEADLINE.items()}
+HEADLINES["held-out ITM"] = "pretrain/heldout_itm_acc"
+
+
+def _number(key: str, value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" if key.startswith("pretrain") else f"{value:.1f}"
 
 
 def check_run(run_dir: Path, reference_dir: Path) -> tuple[bool, list[str]]:
@@ -38,8 +37,8 @@ def check_run(run_dir: Path, reference_dir: Path) -> tuple[bool, list[str]]:
         str(info.get("seed", "?")),
         str(info.get("kernel", "?")),
         verdict,
-        *("n/a" if v is None else f"{v:.3f}" if v <= 1 else f"{v:.1f}" for v in values),
-        str(info.get("training_seconds", "?")),
+        *(_number(key, v) for key, v in zip(HEADLINES.values(), values, strict=True)),
+        str(info.get("training_seconds") or "not recorded"),
     ]
     return passed, cells
 

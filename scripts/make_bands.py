@@ -105,7 +105,13 @@ def main() -> None:
     }
     args.out.write_text(header + yaml.safe_dump(document, sort_keys=False, width=120, allow_unicode=True))
     established = sum(c["established"] for c in claims.values())
-    print(f"wrote {len(bands)} bands and {len(claims)} claims ({established} established) to {args.out}")
+    vacuous = [key for key, band in bands.items() if (band["low"], band["high"]) == band_rule.bounds(key)]
+    seeds = {describe(path)["seed"] for path in run_dirs}
+    print(
+        f"wrote {len(bands)} bands and {len(claims)} claims ({established} established) to {args.out}, "
+        f"from {len(runs)} runs of {len(seeds)} seeds; {len(vacuous)} bands span the metric's whole range "
+        "(they check only that the metric exists)"
+    )
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@ bash scripts/bootstrap.sh --dev
 export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export TOKENIZERS_PARALLELISM=false
 ruff check soho stages tests scripts
-# the committed results must belong to the committed code: dvc.lock has to match the tree
-python scripts/check_lock.py
 python -m pytest "$@"
+# the committed results must belong to the committed code: dvc.lock has to match the tree
+# (before `dvc repro`, which would quietly bring the lock up to date)
+python scripts/check_lock.py
 if [ "${SOHO_SKIP_PIPELINE:-0}" != "1" ]; then
   start=$(date +%s)
   # one id for every MLflow run of this `dvc repro` (tag pipeline_id)

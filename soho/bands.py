@@ -56,6 +56,8 @@ def bounds(key: str) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class BandFit:
+    """A metric's band and the statistics it came from (kept in the reference file as ``why``)."""
+
     low: float
     high: float
     mean: float
@@ -67,8 +69,8 @@ class BandFit:
 def fit_band(key: str, values: list[float]) -> BandFit:
     """The tolerance band of ``key`` from one value per reference run."""
     n = len(values)
+    k = tolerance_factor(n)  # first: its error names the cause when there are too few runs
     mean, sd = statistics.fmean(values), statistics.stdev(values)
-    k = tolerance_factor(n)
     half = max(k * sd, floor(key))
     lowest, highest = bounds(key)
     low, high = max(lowest, mean - half), min(highest, mean + half)
@@ -108,7 +110,7 @@ def parse_claims(spec: Mapping[str, Mapping], source: str) -> list[Claim]:
     for name, entry in spec.items():
         if not isinstance(entry, Mapping) or "better" not in entry or "says" not in entry:
             raise ValueError(f"{source}: claim {name!r} needs 'says' and 'better'")
-        if ("worse" in entry) == ("at_least" in entry):
+        if (entry.get("worse") is None) == (entry.get("at_least") is None):
             raise ValueError(f"{source}: claim {name!r} needs exactly one of 'worse' or 'at_least'")
         at_least = entry.get("at_least")
         found.append(
@@ -125,6 +127,8 @@ def parse_claims(spec: Mapping[str, Mapping], source: str) -> list[Claim]:
 
 @dataclass(frozen=True)
 class ClaimEvidence:
+    """A claim's margin in each reference run, how often it held, and the margins' mean and sd."""
+
     margins: dict[str, float | None]
     held: int
     mean: float | None

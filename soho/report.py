@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from soho.ablations import REPORTED as ABLATION_METRICS
+from soho.bands import SIGNIFICANCE
 from soho.config import read_yaml
 
 RETRIEVAL = ("tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5", "ir_r10", "r_mean")
@@ -80,7 +81,7 @@ def _paper(reference: dict, key: str, paper: str) -> dict | None:
     return entry if entry and entry.get("value") is not None else None
 
 
-SIGNIFICANT_SD = 2.0  # a difference counts when its mean over the reference runs exceeds 2 sd
+SIGNIFICANT_SD = SIGNIFICANCE  # a difference counts when its mean over the reference runs exceeds 2 sd
 DIFFERENCES = (  # (label, better variant, worse variant): the comparisons the table exists for
     ("SOHO − no pre-training", "pretrained", "scratch"),
     ("SOHO − text-only", "pretrained", "text_only"),
@@ -96,7 +97,7 @@ def load_runs(runs_dir: Path) -> dict[str, dict[str, dict]]:
     return {path.name: load_results(path) for path in sorted(Path(runs_dir).iterdir()) if path.is_dir()}
 
 
-def spread(values: list[float]) -> dict[str, float] | None:
+def spread(values: list[float]) -> dict[str, Any] | None:
     """Mean and sd of a difference over the runs, and whether it clears SIGNIFICANT_SD sd."""
     if len(values) < 2:
         return None
@@ -105,6 +106,7 @@ def spread(values: list[float]) -> dict[str, float] | None:
 
 
 def _differences(runs: dict[str, dict], columns: list[tuple[str, str, str, str]]) -> list[dict[str, Any]]:
+    """Each DIFFERENCES row's spread over the reference runs, per headline column."""
     rows = []
     for label, better, worse in DIFFERENCES:
         cells = {}

@@ -99,6 +99,8 @@ def render(checks: list[Check], only_failures: bool = True) -> str:
 
 @dataclass(frozen=True)
 class ClaimCheck:
+    """One claim against one run: only a claim the reference runs established can fail it."""
+
     claim: Claim
     established: bool  # by the reference runs: only an established claim can fail a run
     evidence: str
@@ -121,8 +123,21 @@ class ClaimCheck:
         return f"claim {self.claim.name}: {status}; this run {margin} ({self.claim.says})"
 
 
-def claims(reference_dir: Path, profile: str) -> list[tuple[Claim, bool, str]]:
-    """(claim, established, evidence) for every claim in ``reference/<profile>.yaml``."""
+@dataclass(frozen=True)
+class ReferenceClaim:
+    """A claim as the reference file records it: established or not, and the runs' evidence."""
+
+    claim: Claim
+    established: bool
+    evidence: str
+
+    def off(self, variants: tuple[str, ...]) -> bool:
+        """True when the claim compares a fine-tuning variant that ``finetune.variants`` leaves out."""
+        return any(variant_off(key, variants) for key in (self.claim.better, self.claim.worse) if key)
+
+
+def claims(reference_dir: Path, profile: str) -> list[ReferenceClaim]:
+    """Every claim in ``reference/<profile>.yaml`` (none for the paper profile)."""
     if profile == "paper":
         return []
     path = Path(reference_dir) / f"{profile}.yaml"
@@ -133,13 +148,14 @@ def claims(reference_dir: Path, profile: str) -> list[tuple[Claim, bool, str]]:
         mean, sd = entry.get("margin_mean"), entry.get("margin_sd")
         spread = "n/a" if mean is None or sd is None else f"{mean:+.3f} ± {sd:.3f}"
         evidence = f"held in {entry.get('held_in', '?')}, margin {spread}"
-        found.append((claim, bool(entry.get("established", False)), evidence))
+        found.append(ReferenceClaim(claim, bool(entry.get("established", False)), evidence))
     return found
 
 
-def check_claims(results: dict[str, dict], expected: list[tuple[Claim, bool, str]]) -> list[ClaimCheck]:
+def check_claims(results: dict[str, dict], expected: list[ReferenceClaim]) -> list[ClaimCheck]:
+    """Each claim's margin in this run's metrics."""
     checks = []
-    for claim, established, evidence in expected:
-        values = {key: lookup(results, key) for key in (claim.better, claim.worse) if key}
-        checks.append(ClaimCheck(claim, established, evidence, claim.margin(values)))
+    for entry in expected:
+        values = {key: lookup(results, key) for key in (entry.claim.better, entry.claim.worse) if key}
+        checks.append(ClaimCheck(entry.claim, entry.established, entry.evidence, entry.claim.margin(values)))
     return checks

@@ -59,7 +59,7 @@ def test_a_malformed_claim_names_itself():
 
 
 def test_validate_names_each_established_claim_broken_by_copying_scratch_over_pretrained(repo_copy):
-    established = [c for c, ok, _ in validate.claims(repo_copy / "reference", "embedded") if ok]
+    established = [e.claim for e in validate.claims(repo_copy / "reference", "embedded") if e.established]
     against_scratch = [c for c in established if c.worse and "/scratch/" in c.worse]
     assert against_scratch, "the committed reference establishes no claim against the scratch baseline"
     before = run_validate_stage(repo_copy)
@@ -92,7 +92,10 @@ def test_an_open_claim_is_reported_but_fails_nothing(tmp_path):
     results = {"t": {"a": {"s": {"m": 1.0}}, "b": {"s": {"m": 2.0}}}}
     checks = validate.check_claims(results, validate.claims(tmp_path, "embedded"))
     assert [(c.claim.name, c.holds, c.ok) for c in checks] == [("c", False, True), ("d", False, False)]
-    assert "open (reference runs: held in ?, margin n/a); this run -1.000" in checks[0].line() and "BROKEN" in checks[1].line()
+    assert (
+        "open (reference runs: held in ?, margin n/a); this run -1.000" in checks[0].line()
+        and "BROKEN" in checks[1].line()
+    )
 
 
 @pytest.mark.slow
@@ -100,8 +103,12 @@ def test_lock_check_passes_on_the_committed_tree_and_names_a_changed_dependency(
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
     check = [sys.executable, str(REPO / "scripts" / "check_lock.py"), str(clone)]
+    for ignored in ("soho/models/__pycache__/fusion.cpython-311.pyc", "soho/train/.pytest_cache/x"):
+        (clone / ignored).parent.mkdir(parents=True, exist_ok=True)
+        (clone / ignored).write_bytes(b"what git ignores is not part of the tree")
     clean = subprocess.run(check, capture_output=True, text=True)
     assert clean.returncode == 0, clean.stdout + clean.stderr
+    (clone / "results" / "submissions" / "vqa.json").unlink()  # a committed output, gone
     with (clone / "soho" / "report.py").open("a") as handle:
         handle.write("\n# a change the lock has not seen\n")
     (clone / "params.yaml").write_text((clone / "params.yaml").read_text().replace("seed: 0", "seed: 7"))
@@ -109,3 +116,19 @@ def test_lock_check_passes_on_the_committed_tree_and_names_a_changed_dependency(
     assert changed.returncode == 1
     assert "report: dep soho/report.py modified" in changed.stdout
     assert "pretrain: parameter params.yaml:seed modified" in changed.stdout
+    assert "evaluate@vqa: out results/submissions/vqa.json deleted" in changed.stdout
+
+
+def test_committed_bands_are_what_make_bands_gives_for_the_committed_runs_and_claims(tmp_path):
+    out = tmp_path / "embedded.yaml"
+    runs = sorted(str(path) for path in (REPO / "reference" / "runs").iterdir() if path.is_dir())
+    result = subprocess.run(
+        [sys.executable, "scripts/make_bands.py", *runs, "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert out.read_text() == (REPO / "reference" / "embedded.yaml").read_text(), (
+        "reference/embedded.yaml is stale: re-run scripts/make_bands.py reference/runs/*"
+    )
