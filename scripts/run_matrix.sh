@@ -15,9 +15,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 kind=$1; shift
 case "$kind" in runs|heldout) ;; *) echo "error: run_matrix.sh: first argument must be runs or heldout (got '$kind')" >&2; exit 2 ;; esac
+for cell in "$@"; do  # every cell is checked before the first (long) run starts
+  seed=${cell%%:*} kernel=${cell#*:}
+  [[ "$cell" =~ ^[0-9]+:(native|avx2|avx|one-thread)$ ]] || {
+    echo "error: run_matrix.sh: '$cell' is not SEED:KERNEL (KERNEL: native, avx2, avx, one-thread)" >&2; exit 2; }
+done
 for cell in "$@"; do
   seed=${cell%%:*} kernel=${cell#*:}
-  [ "$seed" != "$cell" ] || { echo "error: run_matrix.sh: '$cell' is not SEED:KERNEL" >&2; exit 2; }
   bash scripts/seed_run.sh "$seed" "reference/$kind/seed$seed-$kernel" "$kernel"
 done
 export PATH="$PWD/.venv/bin:$PATH"

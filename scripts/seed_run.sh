@@ -28,6 +28,7 @@ rm -rf "$work/shards" && ln -s "$PWD/shards" "$work/shards"
 export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false SOHO_SEED=$seed
 export MLFLOW_TRACKING_URI="sqlite:///$work/mlflow.db" PYTHONPATH="$work"  # this checkout's soho, not an editable install elsewhere
 cd "$work"
+rm -f results/*.json  # HEAD's committed numbers must not pass for this run's
 start=$(date +%s)
 python stages/pretrain.py
 python stages/pretrain.py --variant scl
