@@ -3,8 +3,8 @@
 Usage: python scripts/make_bands.py reference/runs/* --out reference/embedded.yaml
 Each run folder holds one run's results/*.json and its run.json (seed, CPU kernel setting),
 as scripts/run_matrix.sh leaves them. The rule (soho/bands.py): a two-sided normal tolerance
-interval with 99.9% coverage at 95% confidence, never narrower than a per-metric floor, clipped
-to the metric's range; a claim (reference/claims.yaml) is established when it held in every
+interval with 99.9% coverage at 95% confidence (k for the number of distinct seeds), never
+narrower than a per-metric floor, clipped to the metric's range; a claim (reference/claims.yaml) is established when it held in every
 run with a mean margin above twice its standard deviation.
 """
 
@@ -56,13 +56,14 @@ def main() -> None:
     if len(run_dirs) < MIN_RUNS:
         raise SystemExit(f"error: bands need at least {MIN_RUNS} runs (seeds x kernel settings), got {len(run_dirs)}")
     runs = {path.name: load_results(path) for path in run_dirs}
+    seeds = {describe(path)["seed"] for path in run_dirs}
     first = next(iter(runs.values()))
     bands = {}
     for key in keys(first):
         values = {name: lookup(results, key) for name, results in runs.items()}
         if any(v is None for v in values.values()):
             raise SystemExit(f"error: {key} is missing from run(s) {[s for s, v in values.items() if v is None]}")
-        fit = band_rule.fit_band(key, list(values.values()))
+        fit = band_rule.fit_band(key, list(values.values()), independent=len(seeds))
         bands[key] = {
             "low": fit.low,
             "high": fit.high,
@@ -96,7 +97,8 @@ def main() -> None:
             "tolerance factor",
             "coverage": band_rule.COVERAGE,
             "confidence": band_rule.CONFIDENCE,
-            "k": round(band_rule.tolerance_factor(len(runs)), 4),
+            "k": round(band_rule.tolerance_factor(len(seeds)), 4),
+            "k_from": f"{len(seeds)} distinct seeds among {len(runs)} runs",
             "claim_established": f"held in every run and mean margin > {band_rule.SIGNIFICANCE} sd",
         },
         "runs": {name: describe(path) for name, path in zip(runs, run_dirs, strict=True)},
@@ -106,7 +108,6 @@ def main() -> None:
     args.out.write_text(header + yaml.safe_dump(document, sort_keys=False, width=120, allow_unicode=True))
     established = sum(c["established"] for c in claims.values())
     vacuous = [key for key, band in bands.items() if (band["low"], band["high"]) == band_rule.bounds(key)]
-    seeds = {describe(path)["seed"] for path in run_dirs}
     print(
         f"wrote {len(bands)} bands and {len(claims)} claims ({established} established) to {args.out}, "
         f"from {len(runs)} runs of {len(seeds)} seeds; {len(vacuous)} bands span the metric's whole range "

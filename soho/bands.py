@@ -11,6 +11,9 @@ by construction, not by hand:
 
     band = mean ± max(k * sd, floor), clipped to the metric's range
 
+with n the number of distinct seeds among the runs (runs of one seed under other kernels are
+not independent) and sd over all runs.
+
 The floor (in the metric's own units) covers metrics that move in steps larger than their
 spread shows (recall over 50 images moves by 2 points; five runs can agree by luck).
 
@@ -66,15 +69,20 @@ class BandFit:
     why: str
 
 
-def fit_band(key: str, values: list[float]) -> BandFit:
-    """The tolerance band of ``key`` from one value per reference run."""
-    n = len(values)
+def fit_band(key: str, values: list[float], independent: int | None = None) -> BandFit:
+    """The tolerance band of ``key`` from one value per reference run.
+
+    ``independent``: how many of the runs are independent samples (the number of distinct
+    seeds). Runs of one seed under other kernels share much of their outcome, so k is taken
+    for that many samples, not for every run (a held-out seed broke bands built otherwise).
+    """
+    n = independent or len(values)
     k = tolerance_factor(n)  # first: its error names the cause when there are too few runs
     mean, sd = statistics.fmean(values), statistics.stdev(values)
     half = max(k * sd, floor(key))
     lowest, highest = bounds(key)
     low, high = max(lowest, mean - half), min(highest, mean + half)
-    why = f"mean {mean:.3f} ± max(k {k:.2f} · sd {sd:.3f}, floor {floor(key)}) from {n} runs"
+    why = f"mean {mean:.3f} ± max(k {k:.2f} · sd {sd:.3f}, floor {floor(key)}) from {len(values)} runs of {n} seeds"
     return BandFit(round(low, 4), round(high, 4), mean, sd, k, why)
 
 

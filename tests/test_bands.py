@@ -30,6 +30,8 @@ def test_band_is_mean_plus_minus_k_sd_with_floor_and_range():
     fit = bands.fit_band("vqa/pretrained/val2014/overall", values)
     half = math.sqrt(4 * 1.2 * Z_9995**2 / CHI2_05_4) * math.sqrt(10)
     assert (fit.low, fit.high) == pytest.approx((54 - half, 54 + half), abs=1e-3)
+    two_seeds = bands.fit_band("vqa/pretrained/val2014/overall", values, independent=3)
+    assert two_seeds.k == pytest.approx(bands.tolerance_factor(3)) and two_seeds.high > fit.high
     same = bands.fit_band("nlvr2/pretrained/test1/accuracy", [60.0] * 5)  # runs that agree by luck
     assert (same.low, same.high) == (57.0, 63.0)  # the 3-point floor
     clipped = bands.fit_band("pretrain/heldout_itm_acc", [0.5, 0.6, 0.7, 0.8, 0.9])
