@@ -32,10 +32,8 @@ rm -f results/*.json  # HEAD's committed numbers must not pass for this run's
 start=$(date +%s)
 python stages/pretrain.py
 python stages/pretrain.py --variant scl
-python stages/ablate.py
 for task in $(python -c "from soho.tasks import TASKS; print(*TASKS)"); do
-  python stages/finetune.py --task "$task"
-  python stages/evaluate.py --task "$task"
+  python stages/finetune.py --task "$task"  # trains, then scores every variant
 done
 seconds=$(( $(date +%s) - start ))
 mkdir -p "$out"

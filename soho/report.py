@@ -276,16 +276,22 @@ def render_markdown(table: dict[str, Any]) -> str:
             ),
         )
     if table["ablations"]:
-        runs = len(table.get("reference_runs", []))
+        spread_known = any(a.get("vs_default") for a in table["ablations"])
         out += [
             "",
             "## Ablations (short pre-training, held-out metrics)",
             "",
-            "Every row pre-trains on the same short schedule (`ablations` in params.yaml). Beside each "
-            f"value: the row's difference from `default` over the {runs} reference runs (mean ± sd); "
-            "n.s. marks a difference within "
-            f"{SIGNIFICANT_SD:g} sd of zero, which this table cannot tell from seed noise. Run a row at "
-            "full length as a DVC experiment to compare (README, Validation and ablations).",
+            "Every row pre-trains on the same short schedule (`ablations` in params.yaml; "
+            "`dvc repro ablations/dvc.yaml`, outside the default pipeline). "
+            + (
+                "Beside each value: the row's difference from `default` over the reference runs "
+                f"(mean ± sd); n.s. marks a difference within {SIGNIFICANT_SD:g} sd of zero, which this "
+                "table cannot tell from seed noise."
+                if spread_known
+                else "No reference run carries these rows, so their spread between seeds is unknown: "
+                "a difference from `default` here is one run's, and may be seed noise."
+            )
+            + " Run a row at full length as a DVC experiment to compare (README, Validation and ablations).",
             "",
         ]
         names = list(ABLATION_METRICS)

@@ -1,7 +1,8 @@
-"""DVC stage `finetune@<task>`: fine-tune SOHO on one downstream task, with its baselines.
+"""DVC stage `finetune@<task>`: fine-tune SOHO on one downstream task, with its baselines, and score them.
 
 Trains every variant in ``finetune.variants`` (pretrained, pretrained_scl, scratch, text_only), one MLflow
-run each, into ``checkpoints/finetune/<task>/<variant>/``.
+run each, into ``checkpoints/finetune/<task>/<variant>/``; then scores every variant and chance
+(``soho.tasks.scoring``: ``results/<task>.json``, ``results/submissions/<task>.json``).
 """
 
 import os
@@ -10,6 +11,7 @@ import sys
 from soho import stage, tracking
 from soho.tasks import TASKS, variants_for
 from soho.tasks.run import finetune
+from soho.tasks.scoring import score_task
 from soho.train import distributed
 
 
@@ -18,7 +20,7 @@ def add_task(parser) -> None:
 
 
 def main(params, args) -> None:
-    """Fine-tune every variant of one task."""
+    """Fine-tune every variant of one task, then score them all."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     ctx = distributed.init_from_env()
     for variant in variants_for(args.task, params.finetune.variants):
@@ -30,6 +32,8 @@ def main(params, args) -> None:
 
             final = finetune(params, args.task, variant, ctx, tracking.step_logger(mlflow))
             mlflow.log_metrics({f"final_{k}": v for k, v in final.items()})
+    if ctx.is_main:
+        score_task(params, args.task)
 
 
 if __name__ == "__main__":

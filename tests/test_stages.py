@@ -28,7 +28,7 @@ def run(cmd, cwd, check=True):
 def project(tmp_path_factory):
     """A git+DVC project with the repo's stages and code, and tiny data sizes."""
     root = tmp_path_factory.mktemp("project")
-    for name in ("soho", "stages", "profiles"):
+    for name in ("soho", "stages", "profiles", "ablations"):
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "dvc.yaml", root)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -152,7 +152,7 @@ def test_finetune_and_evaluate_one_task_and_load_the_logged_model(project):
     params["finetune"]["optim"].update(steps=2, batch_size=4, checkpoint_every=1, log_every=1, num_workers=0)
     params["finetune"]["eval_batch_size"] = 8
     (project / "params.yaml").write_text(yaml.safe_dump(params))
-    run(["dvc", "repro", "evaluate@snli_ve"], project)
+    run(["dvc", "repro", "finetune@snli_ve"], project)
     report = json.loads((project / "results" / "snli_ve.json").read_text())
     assert set(report) == {"chance", "pretrained", "pretrained_scl", "scratch", "text_only"}
     for variant in report.values():
@@ -178,6 +178,10 @@ def test_finetune_and_evaluate_one_task_and_load_the_logged_model(project):
     batch["pixels"] = torch.zeros(1, 3, 64, 64)
     [prediction] = model.predict(batch)
     assert prediction in (0, 1, 2)
+    # stages/evaluate.py re-scores the saved checkpoints, without training, to the same numbers
+    (project / "results" / "snli_ve.json").unlink()
+    run([sys.executable, "stages/evaluate.py", "--task", "snli_ve"], project)
+    assert json.loads((project / "results" / "snli_ve.json").read_text()) == report
 
 
 def test_each_finetuning_variant_starts_from_its_own_pretraining(project, monkeypatch):
@@ -209,7 +213,10 @@ def test_ablate_runs_each_row_on_the_short_schedule_and_logs_one_run_per_row(pro
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["ablations"] = {"steps": 2, "runs": {"no_vd": {"model.vd.size": 0}}}
     (project / "params.yaml").write_text(yaml.safe_dump(params))
-    run(["dvc", "repro", "ablate"], project)
+    # not in the default pipeline (`dvc repro` collects dvc.yaml), but a pipeline of its own
+    assert "ablate" not in run(["dvc", "stage", "list", "--name-only"], project).stdout.split()
+    assert "ablations/dvc.yaml:ablate" in run(["dvc", "stage", "list", "--all", "--name-only"], project).stdout
+    run(["dvc", "repro", "ablations/dvc.yaml"], project)
     rows = json.loads((project / "results" / "ablations.json").read_text())
     assert set(rows) == {"default", "no_vd"}
     assert "heldout_mvm_acc" in rows["default"] and "heldout_mvm_acc" not in rows["no_vd"]  # no VD, no MVM

@@ -77,3 +77,54 @@ def test_labels_cover_every_class(tmp_path):
     assert set(labels) == {"entailment", "contradiction", "neutral"}
     rows = [json.loads(line) for line in (raw / "nlvr2" / "train.json").read_text().splitlines()]
     assert {r["label"] for r in rows} == {"True", "False"}
+
+
+def test_nlvr2_sentence_describes_four_pairs_two_true_two_false(tmp_path):
+    """As NLVR2 was built: the sentence alone is at chance, consistency groups are real."""
+    data = tiny_data().model_copy(update={"nlvr2": tiny_data().nlvr2.model_copy(update={"train": 40})})
+    raw = synthetic.generate(tmp_path / "raw", data, seed=2)
+    rows = [json.loads(line) for line in (raw / "nlvr2" / "train.json").read_text().splitlines()]
+    sets: dict[str, list[dict]] = {}
+    for row in rows:
+        split, set_id, _pair, _sentence = row["identifier"].split("-")
+        sets.setdefault(f"{split}-{set_id}", []).append(row)
+    assert len(sets) == 10
+    for group in sets.values():
+        assert len({r["sentence"] for r in group}) == 1
+        assert Counter(r["label"] for r in group) == {"True": 2, "False": 2}
+
+
+def test_snli_ve_text_alone_scores_at_most_half():
+    """No hypothesis template gives its label away: the best text-only rule is a coin flip per template."""
+    import random
+
+    from soho.data import scenes
+
+    rng = random.Random(0)
+    rows = [synthetic.snli_ve_hypothesis(scenes.sample_scene(rng, 3), rng, 3) for _ in range(3000)]
+    labels = Counter(label for _, label in rows)
+    assert abs(labels["entailment"] / 3000 - 0.25) < 0.03 and abs(labels["neutral"] / 3000 - 0.25) < 0.03
+    by_template: dict[tuple, Counter] = {}
+    for text, label in rows:
+        words = text.split()
+        template = (" that " in text, words[1] in ("are", "is") and words[-1].startswith("shape"))
+        by_template.setdefault(template, Counter())[label] += 1
+    best = sum(c.most_common(1)[0][1] for c in by_template.values()) / len(rows)
+    assert best < 0.55
+    counts = [t for t, _ in rows if t.split()[-1].startswith("shape")]
+    assert all(t.split()[2] in ("one", "two", "three") for t in counts)  # no count beyond max_objects
+
+
+def test_vqa_relation_questions_are_balanced():
+    import random
+
+    from soho.data import language, scenes
+
+    rng = random.Random(0)
+    answers = Counter()
+    while sum(answers.values()) < 2000:
+        scene = scenes.sample_scene(rng, 3)
+        question = language.vqa_question(scene, rng)
+        if question.question_type == "is the":
+            answers[question.answer] += 1
+    assert abs(answers["yes"] / 2000 - 0.5) < 0.04

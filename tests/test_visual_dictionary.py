@@ -50,3 +50,59 @@ def test_usage_statistics():
     stats = VisualDictionary.usage(torch.tensor([0, 1, 2, 3]), 8)
     assert abs(stats["vd_perplexity"] - 4.0) < 1e-5 and stats["vd_used_fraction"] == 0.5
     assert VisualDictionary.usage(torch.zeros(10, dtype=torch.long), 8)["vd_perplexity"] == 1.0
+
+
+def small_soho():
+    from soho.models.soho import ModelSpec, SohoModel
+
+    torch.manual_seed(0)
+    return SohoModel(ModelSpec(text_layers=1, vd_size=8, pooling="mean"))
+
+
+def test_pretraining_token_is_the_raw_feature_plus_its_projected_entry():
+    """SOHO's pre-training neck: feature + Linear(VD entry), not the entry alone."""
+    model = small_soho().eval()
+    pixels = torch.randn(2, 3, 64, 64)
+    tokens, indices, _ = model.encode_image(pixels)
+    features, _ = model.vision(pixels)
+    expected = features + model.vd_proj(model.vd.embedding[indices])
+    assert torch.allclose(tokens, expected, atol=1e-5)
+    assert not torch.allclose(tokens, model.vd.embedding[indices], atol=1e-3)
+
+
+def test_fine_tuning_bypasses_the_dictionary_and_leaves_it_unchanged():
+    from soho.tasks.model import TaskModel
+
+    model = small_soho().train()
+    model.encode_image(torch.randn(4, 3, 64, 64))  # initialise the entries as pre-training would
+    entries = model.vd.embedding.clone()
+    task = TaskModel(model, "snli_ve").train()
+    pixels = torch.randn(4, 3, 64, 64)
+    tokens, indices, _ = model.encode_image(pixels)
+    features, _ = model.vision(pixels)
+    assert indices is None and torch.equal(tokens, features)
+    ids = torch.randint(1000, 2000, (4, 6))
+    task({"pixels": pixels, "input_ids": ids, "attention_mask": torch.ones_like(ids), "label": torch.zeros(4).long()})
+    assert torch.equal(model.vd.embedding, entries)
+
+
+def test_mvm_scores_are_cosines_with_the_current_entries():
+    model = small_soho().eval()
+    hidden = torch.randn(2, 5, model.hidden)
+    scores = model.mvm_logits(hidden)
+    assert scores.shape == (2, 5, 8) and scores.abs().max() <= 1 + 1e-5
+    model.vd.embedding[3] = hidden[0, 0] * 7.0  # an entry moved (EMA / re-seeding): the head follows
+    assert torch.isclose(model.mvm_logits(hidden)[0, 0, 3], torch.tensor(1.0), atol=1e-5)
+
+
+def test_masked_visual_tokens_become_the_learned_mask_embedding():
+    model = small_soho().eval()
+    ids = torch.randint(1000, 2000, (1, 5))
+    layout = (1, 2, 2)
+    everything = torch.ones(1, 4, dtype=torch.bool)
+    with torch.no_grad():
+        a = model.fuse(ids, torch.ones_like(ids), torch.randn(1, 4, model.hidden), layout, everything)
+        b = model.fuse(ids, torch.ones_like(ids), torch.randn(1, 4, model.hidden), layout, everything)
+        model.mask_embedding.add_(torch.randn(model.hidden))
+        c = model.fuse(ids, torch.ones_like(ids), torch.randn(1, 4, model.hidden), layout, everything)
+    assert torch.allclose(a, b, atol=1e-5) and not torch.allclose(a, c, atol=1e-3)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from soho.data.scenes import COLORS, NUMBER_WORDS, SHAPES, Scene, _article, relation
+from soho.data.scenes import COLORS, NUMBER_WORDS, SHAPES, Scene, _article, relation, sample_scene
 
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 
@@ -42,7 +43,12 @@ def vqa_question(scene: Scene, rng: random.Random) -> Question:
     if kind == "relation" and len(things) > 1:
         a, b = rng.sample(list(things), 2)
         rel = relation(a, b)
-        asked = rng.choice(["left of", "right of", "above", "below"])
+        # yes half of the time, as VQA v2 balanced its answers: the words alone give no prior
+        asked = (
+            rel
+            if rng.random() < 0.5
+            else rng.choice([r for r in ("left of", "right of", "above", "below") if r != rel])
+        )
         answer = "yes" if asked == rel else "no"
         return Question(f"is the {a.color} {a.shape} {asked} the {b.color} {b.shape}?", answer, "yes/no", "is the")
     if kind == "exists":
@@ -95,33 +101,43 @@ def majority(answers: list[str]) -> str:
     return Counter(answers).most_common(1)[0][0]
 
 
-def nlvr2_statement(left: Scene, right: Scene, rng: random.Random, want: bool) -> tuple[str, bool]:
-    """A statement about an image pair, trying to hit the wanted truth value."""
-    statement, truth = "", False
-    for _ in range(50):
-        statement, truth = _pair_statement(left, right, rng)
-        if truth == want:
-            break
-    return statement, truth
-
-
-def _pair_statement(left: Scene, right: Scene, rng: random.Random) -> tuple[str, bool]:
+def nlvr2_statement(rng: random.Random) -> tuple[str, Callable[[Scene, Scene], bool]]:
+    """A statement about an image pair and the test that decides it for a (left, right) pair."""
     kind = rng.choice(["side", "total", "both", "more"])
     shape, color = rng.choice(SHAPES), rng.choice(list(COLORS))
     if kind == "side":
-        side, scene = rng.choice([("left", left), ("right", right)])
-        return f"the {side} image contains {_article(color)} {color} {shape}", scene.count(shape, color) > 0
+        side = rng.choice(["left", "right"])
+        return (
+            f"the {side} image contains {_article(color)} {color} {shape}",
+            lambda left, right: (left if side == "left" else right).count(shape, color) > 0,
+        )
     if kind == "total":
         n = rng.randint(1, 4)
-        total = left.count(shape) + right.count(shape)
         noun = shape if n == 1 else f"{shape}s"
-        return f"there {'is' if n == 1 else 'are'} exactly {NUMBER_WORDS[n]} {noun} in total", total == n
+        return (
+            f"there {'is' if n == 1 else 'are'} exactly {NUMBER_WORDS[n]} {noun} in total",
+            lambda left, right: left.count(shape) + right.count(shape) == n,
+        )
     if kind == "both":
-        return f"both images contain {_article(shape)} {shape}", left.count(shape) > 0 and right.count(shape) > 0
+        return (
+            f"both images contain {_article(shape)} {shape}",
+            lambda left, right: left.count(shape) > 0 and right.count(shape) > 0,
+        )
     return (
         "the right image has more shapes than the left image",
-        len(right.things) > len(left.things),
+        lambda left, right: len(right.things) > len(left.things),
     )
+
+
+def nlvr2_pair(
+    judge: Callable[[Scene, Scene], bool], want: bool, rng: random.Random, max_objects: int, tries: int = 500
+) -> tuple[Scene, Scene, bool]:
+    """Sample (left, right) scenes until the statement's truth is ``want`` (the last draw if none is)."""
+    for _ in range(tries):
+        left, right = sample_scene(rng, max_objects), sample_scene(rng, max_objects)
+        if judge(left, right) == want:
+            break
+    return left, right, judge(left, right)
 
 
 def clip_caption(moves: list[tuple[str, str, str]], rng: random.Random) -> str:

@@ -142,25 +142,34 @@ def caption(scene: Scene, rng: random.Random) -> str:
     return " and ".join(f"{_article(t.size)} {t.phrase}" for t in order)
 
 
-def false_statement(scene: Scene, rng: random.Random) -> str:
-    """A statement about the scene that is false (for contradictions and negatives)."""
+def false_statement(scene: Scene, rng: random.Random, max_objects: int, objects_only: bool = False) -> str:
+    """A statement about the scene that is false (contradictions and negatives).
+
+    It uses the templates of ``true_statement`` with the same word distribution (a thing's
+    size and shape with a colour absent for that shape; a count within 1..max_objects), so
+    the words alone do not tell a false statement from a true one.
+    """
     a = rng.choice(scene.things)
     other_colors = [c for c in COLORS if scene.count(a.shape, c) == 0]
-    if other_colors and rng.random() < 0.5:
+    if other_colors and (objects_only or rng.random() < 0.5):
         return f"there is {_article(a.size)} {a.size} {rng.choice(other_colors)} {a.shape}"
-    wrong = [n for n in range(1, 7) if n != len(scene.things)]
+    wrong = [n for n in range(1, max_objects + 1) if n != len(scene.things)] or [len(scene.things) + 1]
     n = rng.choice(wrong)
     return f"there {'is' if n == 1 else 'are'} {NUMBER_WORDS[n]} {'shape' if n == 1 else 'shapes'}"
 
 
-def true_statement(scene: Scene, rng: random.Random) -> str:
+def true_statement(scene: Scene, rng: random.Random, objects_only: bool = False) -> str:
     a = rng.choice(scene.things)
-    if rng.random() < 0.5:
+    if objects_only or rng.random() < 0.5:
         return f"there is {_article(a.size)} {a.phrase}"
     n = len(scene.things)
     return f"there {'is' if n == 1 else 'are'} {NUMBER_WORDS[n]} {'shape' if n == 1 else 'shapes'}"
 
 
-def neutral_statement(scene: Scene, rng: random.Random) -> str:
-    a = rng.choice(scene.things)
-    return f"the {a.color} {a.shape} {rng.choice(UNDECIDABLE)}"
+def undecidable(statement: str, rng: random.Random) -> str:
+    """``there is a red circle`` -> ``there is a red circle that is made of wood``.
+
+    True of the image plus undecidable: neutral. False of the image: still a contradiction.
+    Why both: if only neutral hypotheses carried the clause, text alone would find them.
+    """
+    return f"{statement} that {rng.choice(UNDECIDABLE)}"

@@ -195,14 +195,21 @@ def write_vqa(root: Path, cfg: SyntheticData, seed: int, coco: list[dict], scene
 
 
 def write_nlvr2(root: Path, cfg: SyntheticData, seed: int) -> None:
-    """NLVR2 JSON lines (``identifier``, ``sentence``, ``label``) and ``-img0``/``-img1`` PNG pairs."""
+    """NLVR2 JSON lines (``identifier``, ``sentence``, ``label``) and ``-img0``/``-img1`` PNG pairs.
+
+    As in NLVR2, one sentence describes a set of four image pairs, two true and two false
+    (identifiers ``split-set-pair-0``), so the sentence alone is at chance and consistency
+    (all four pairs right) measures grounding.
+    """
     rng = sub_rng(seed, "nlvr2")
     for split in SPLITS:
         name = NLVR2_SPLIT[split]
         rows = []
         for pair in range(getattr(cfg.nlvr2, split)):
-            left = scenes.sample_scene(rng, cfg.max_objects)
-            right = scenes.sample_scene(rng, cfg.max_objects)
+            if pair % 4 == 0:
+                sentence, judge = language.nlvr2_statement(rng)
+                wants = rng.sample([True, True, False, False], 4)
+            left, right, truth = language.nlvr2_pair(judge, wants[pair % 4], rng, cfg.max_objects)
             stem = f"{name}-{pair // 4}-{pair % 4}"
             write_bytes(
                 root / "nlvr2" / "images" / name / f"{stem}-img0.png",
@@ -212,29 +219,41 @@ def write_nlvr2(root: Path, cfg: SyntheticData, seed: int) -> None:
                 root / "nlvr2" / "images" / name / f"{stem}-img1.png",
                 png_bytes(scenes.render(right, cfg.image_size, rng)),
             )
-            sentence, truth = language.nlvr2_statement(left, right, rng, want=rng.random() < 0.5)
             rows.append({"identifier": f"{stem}-0", "sentence": sentence, "label": "True" if truth else "False"})
         dump_jsonl(root / "nlvr2" / f"{name}.json", rows)
 
 
+def snli_ve_hypothesis(scene: scenes.Scene, rng: random.Random, max_objects: int) -> tuple[str, str]:
+    """(hypothesis, gold label), balanced so that the text alone decides no label.
+
+    Four equally likely kinds: true (entailment), true + undecidable clause (neutral), false
+    (contradiction), false + undecidable clause (contradiction). A hypothesis with the clause
+    is neutral or contradiction, one without is entailment or contradiction, each at even odds:
+    text alone scores at most 50%; the image decides the rest (labels 1/4, 1/4, 1/2).
+    """
+    true, clause = rng.random() < 0.5, rng.random() < 0.5
+    if true:
+        statement = scenes.true_statement(scene, rng, objects_only=clause)
+    else:
+        statement = scenes.false_statement(scene, rng, max_objects, objects_only=clause)
+    if clause:
+        return scenes.undecidable(statement, rng), "neutral" if true else "contradiction"
+    return statement, "entailment" if true else "contradiction"
+
+
 def write_snli_ve(root: Path, cfg: SyntheticData, seed: int, scene_of: dict) -> None:
-    """SNLI-VE JSON lines over the Flickr30k-style images, all three labels."""
+    """SNLI-VE JSON lines over the Flickr30k-style images, all three labels (see ``snli_ve_hypothesis``)."""
     rng = sub_rng(seed, "snli_ve")
     rows: dict[str, list[dict]] = {s: [] for s in SPLITS}  # written under SNLI_VE_SPLIT names
-    makers = {
-        "entailment": scenes.true_statement,
-        "contradiction": scenes.false_statement,
-        "neutral": scenes.neutral_statement,
-    }
     pair_id = 0
     for filename, (scene, split) in scene_of.items():
         for _ in range(cfg.snli_ve_hypotheses_per_image):
-            label = rng.choice(sorted(makers))
+            hypothesis, label = snli_ve_hypothesis(scene, rng, cfg.max_objects)
             rows[split].append(
                 {
                     "Flikr30kID": filename,
                     "sentence1": scenes.caption(scene, rng),
-                    "sentence2": makers[label](scene, rng),
+                    "sentence2": hypothesis,
                     "gold_label": label,
                     "pairID": f"{filename}#{pair_id}",
                 }

@@ -48,7 +48,11 @@ class SohoModel(nn.Module):
         self.visual_embeddings = VisualEmbeddings(hidden, spec.max_grid, spec.max_frames)
         self.mlm_head = BertOnlyMLMHead(self.fusion.config)
         self.mlm_head.predictions.decoder.weight = self.fusion.bert.embeddings.word_embeddings.weight
-        self.mvm_head = nn.Linear(hidden, max(spec.vd_size, 1))
+        # SOHO's pre-training neck (SimpleVDforPre): token = feature + Linear(VD entry); masked tokens
+        # become a learned mask embedding
+        self.vd_proj = nn.Linear(hidden, hidden) if spec.vd_size else None
+        self.mask_embedding = nn.Parameter(torch.randn(hidden) * 0.02)
+        self.quantise = True  # False: the VD is bypassed (SOHO fine-tunes without it, SimpleVDforVQA)
         self.itm_head = nn.Linear(hidden, 2)
         self.image_proj = nn.Linear(hidden, spec.embed_dim)
         self.text_proj = nn.Linear(hidden, spec.embed_dim)
@@ -59,12 +63,26 @@ class SohoModel(nn.Module):
         return self.fusion.hidden
 
     def encode_image(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, int, int]]:
-        """Pixels -> (visual words (B,N,d), VD indices (B,N) or None, layout)."""
-        features, layout = self.vision(pixels)
-        if self.vd is None:
+        """Pixels -> (visual tokens (B,N,d), VD indices (B,N) or None, layout).
+
+        With the VD (pre-training): the raw grid feature plus a projection of its nearest VD
+        entry (straight-through), as SOHO's pre-training neck. Without it (no VD, or
+        ``quantise`` off for fine-tuning): the raw grid feature.
+        """
+        features, layout = self.vision(pixels)  # (B, N, d)
+        if self.vd is None or not self.quantise:
             return features, None, layout
-        quantised, indices = self.vd(features)
-        return quantised, indices, layout
+        quantised, indices = self.vd(features)  # (B, N, d) entry values, gradient to features; (B, N)
+        return features + self.vd_proj(quantised), indices, layout
+
+    def mvm_logits(self, hidden_visual: torch.Tensor) -> torch.Tensor:
+        """MVM scores (B, N, k): cosine of each fused visual token with each current VD entry.
+
+        As the official SOHO head: no classifier of its own, so the targets cannot go stale
+        when entries move by EMA or are re-seeded.
+        """
+        entries = nn.functional.normalize(self.vd.embedding, dim=-1)  # (k, d)
+        return nn.functional.normalize(hidden_visual, dim=-1) @ entries.t().to(hidden_visual.dtype)
 
     def fuse(
         self,
@@ -74,12 +92,12 @@ class SohoModel(nn.Module):
         layout: tuple[int, int, int] | None,
         visual_masked: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Hidden states over [text; visual]; masked visual tokens are zeroed before embedding (SOHO)."""
+        """Hidden states over [text; visual]; masked visual tokens become the learned mask embedding (SOHO)."""
         text = self.fusion.embed_text(input_ids)
         if visual is None:
             return self.fusion(text, attention_mask, None)
         if visual_masked is not None:
-            visual = visual.masked_fill(visual_masked[..., None], 0.0)
+            visual = torch.where(visual_masked[..., None], self.mask_embedding.to(visual.dtype), visual)
         return self.fusion(text, attention_mask, self.visual_embeddings(visual, layout))
 
     def image_embedding(self, visual: torch.Tensor, layout: tuple[int, int, int]) -> torch.Tensor:

@@ -57,7 +57,7 @@ def pretraining_step(
             total = total + weights.mlm * loss
             out |= {"mlm_loss": loss.detach(), "mlm_acc": acc}
         if visual_masked is not None:
-            loss, acc = mvm.mvm_loss(model.mvm_head(hidden[:, text_len:]), indices, visual_masked)
+            loss, acc = mvm.mvm_loss(model.mvm_logits(hidden[:, text_len:]), indices, visual_masked)
             total = total + weights.mvm * loss
             out |= {"mvm_loss": loss.detach(), "mvm_acc": acc}
     same = batch["image_key"][:, None] == batch["image_key"][None, :] if "image_key" in batch else None

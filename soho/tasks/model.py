@@ -27,6 +27,7 @@ class TaskModel(nn.Module):
     ):
         super().__init__()
         self.model, self.task, self.text_only, self.itc_weight = model, task, text_only, itc_weight
+        model.quantise = False  # SOHO fine-tunes without the VD (SimpleVDforVQA): raw grid features
         self.answers = list(answers or [])
         self.head = task_head(task, model.hidden, len(self.answers))
 

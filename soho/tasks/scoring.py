@@ -1,0 +1,54 @@
+"""Score every fine-tuned variant of one task (and chance): ``results/<task>.json`` and its submission.
+
+Why a module of its own: `finetune@<task>` scores right after training, in the same
+process (imports and data readers load once), and ``stages/evaluate.py`` re-scores saved
+checkpoints without training; both write the same files the same way. The pre-trained
+variant's predictions go to ``results/submissions/<task>.json`` (VQA: the official
+``[{"question_id", "answer"}]`` format), and the fine-tuned SOHO model is logged with the
+MLflow PyTorch flavour (``mlflow.pytorch.load_model``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import soho
+from soho import tracking
+from soho.config import Params
+from soho.data.atomic import write_text
+from soho.tasks import variants_for
+from soho.tasks.run import evaluate, load_finetuned
+
+
+def score_task(params: Params, task: str) -> dict[str, dict]:
+    """Evaluate each variant (and chance) on the task's evaluation splits; one MLflow run ``evaluate@<task>``."""
+    results = Path(params.paths.results)
+    report: dict[str, dict] = {}
+    submissions: dict[str, list] = {}
+    with tracking.stage_run("evaluate", params, task) as mlflow:
+        for variant in ("chance", *variants_for(task, params.finetune.variants)):
+            scores = evaluate(params, task, None if variant == "chance" else variant)
+            for split, values in scores.items():
+                predictions = values.pop("_predictions", None)
+                if predictions is not None and variant == "pretrained":
+                    submissions[split] = predictions
+                mlflow.log_metrics({f"{variant}.{split}.{k}": v for k, v in values.items()})
+            report[variant] = scores
+        write_text(results / f"{task}.json", json.dumps(report, indent=1, sort_keys=True))
+        tracking.log_artifact(mlflow, results / f"{task}.json")
+        submission = results / "submissions" / f"{task}.json"
+        write_text(submission, json.dumps(submissions if task != "vqa" else submissions.get("val2014", [])))
+        tracking.log_artifact(mlflow, submission)
+        if "pretrained" in params.finetune.variants:
+            import mlflow.pytorch
+
+            model = load_finetuned(params, task, "pretrained")
+            mlflow.pytorch.log_model(  # pickle: predict() needs the module; code_paths ships soho/ with it
+                model,
+                name="model",
+                serialization_format="pickle",
+                code_paths=[str(Path(soho.__file__).parent)],
+                pip_requirements=tracking.pinned_requirements(),  # inferring them costs ~9 s per stage
+            )
+    return report
