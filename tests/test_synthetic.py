@@ -115,16 +115,23 @@ def test_snli_ve_text_alone_scores_at_most_half():
     assert all(t.split()[2] in ("one", "two", "three") for t in counts)  # no count beyond max_objects
 
 
-def test_vqa_relation_questions_are_balanced():
+def test_vqa_relation_questions_are_balanced_per_relation_and_right_on_both_axes():
     import random
 
     from soho.data import language, scenes
 
     rng = random.Random(0)
-    answers = Counter()
-    while sum(answers.values()) < 2000:
+    answers: dict[str, Counter] = {r: Counter() for r in scenes.RELATIONS}
+    while sum(sum(c.values()) for c in answers.values()) < 4000:
         scene = scenes.sample_scene(rng, 3)
         question = language.vqa_question(scene, rng)
         if question.question_type == "is the":
-            answers[question.answer] += 1
-    assert abs(answers["yes"] / 2000 - 0.5) < 0.04
+            asked = next(r for r in scenes.RELATIONS if f" {r} the " in question.question)
+            answers[asked][question.answer] += 1
+    for asked, counts in answers.items():
+        assert abs(counts["yes"] / sum(counts.values()) - 0.5) < 0.05, asked
+    # a thing left of and above another is "above" it too (both axes count)
+    a = scenes.Thing("circle", "red", "small", "left", "top")
+    b = scenes.Thing("square", "blue", "small", "right", "bottom")
+    assert scenes.relation_holds(a, b, "above") and scenes.relation_holds(a, b, "left of")
+    assert not scenes.relation_holds(a, b, "below") and not scenes.relation_holds(a, b, "right of")

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from soho.data.scenes import COLORS, NUMBER_WORDS, SHAPES, Scene, _article, relation, sample_scene
+from soho.data.scenes import COLORS, NUMBER_WORDS, RELATIONS, SHAPES, Scene, _article, relation_holds, sample_scene
 
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 
@@ -41,16 +41,16 @@ def vqa_question(scene: Scene, rng: random.Random) -> Question:
             return Question(f"what shape is the {t.color} object?", t.shape, "other", "what is the")
         kind = "count"
     if kind == "relation" and len(things) > 1:
-        a, b = rng.sample(list(things), 2)
-        rel = relation(a, b)
-        # yes half of the time, as VQA v2 balanced its answers: the words alone give no prior
-        asked = (
-            rel
-            if rng.random() < 0.5
-            else rng.choice([r for r in ("left of", "right of", "above", "below") if r != rel])
-        )
-        answer = "yes" if asked == rel else "no"
-        return Question(f"is the {a.color} {a.shape} {asked} the {b.color} {b.shape}?", answer, "yes/no", "is the")
+        # VQA v2 balanced its answers: a relation that holds for some pair of things and not for
+        # another, then yes or no at even odds and a pair to match, so the words give no prior
+        pairs = [(a, b) for a in things for b in things if a is not b]
+        eligible = [r for r in RELATIONS if len({relation_holds(a, b, r) for a, b in pairs}) == 2]
+        if eligible:
+            asked, want = rng.choice(eligible), rng.random() < 0.5
+            a, b = rng.choice([(a, b) for a, b in pairs if relation_holds(a, b, asked) == want])
+            answer = "yes" if want else "no"
+            return Question(f"is the {a.color} {a.shape} {asked} the {b.color} {b.shape}?", answer, "yes/no", "is the")
+        kind = "count"
     if kind == "exists":
         shape, color = rng.choice(SHAPES), rng.choice(list(COLORS))
         if rng.random() < 0.5:  # ask about something present half of the time

@@ -103,6 +103,16 @@ def render(scene: Scene, side: int, rng: random.Random) -> Image.Image:
     return image
 
 
+RELATIONS = ("left of", "right of", "above", "below")
+
+
+def relation_holds(a: Thing, b: Thing, asked: str) -> bool:
+    """Whether ``a`` is ``asked`` (one of RELATIONS) of ``b``, on either axis of the layout."""
+    ca, cb = list(COLUMNS).index(a.column), list(COLUMNS).index(b.column)
+    ra, rb = list(ROWS).index(a.row), list(ROWS).index(b.row)
+    return {"left of": ca < cb, "right of": ca > cb, "above": ra < rb, "below": ra > rb}[asked]
+
+
 def relation(a: Thing, b: Thing) -> str | None:
     """Spatial relation of a to b, or None when they share a cell line in both axes."""
     ca, cb = list(COLUMNS).index(a.column), list(COLUMNS).index(b.column)
