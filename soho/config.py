@@ -100,6 +100,7 @@ class TextParams(Section):
     num_layers: int | None = Field(default=2, gt=0)
     max_length: int = Field(default=24, ge=8)
     pooling: Literal["cls", "mean"] = "mean"  # how the checkpoint was trained: MiniLM mean, bert-base cls
+    freeze_word_embeddings: bool = False  # keep the pretrained word-piece table (and the tied MLM decoder) fixed
 
 
 class VdParams(Section):
@@ -145,7 +146,7 @@ class OptimParams(Section):
     warmup_steps: int = Field(default=15, ge=0)
     clip: float = Field(default=1.0, ge=0)
     amp: bool = True
-    checkpoint_every: int = Field(default=50, gt=0)
+    checkpoint_every: int = Field(default=50, ge=0)  # and at the last step; 0: no step checkpoints
     log_every: int = Field(default=5, gt=0)
     num_workers: int = Field(default=1, ge=0)
     shuffle_buffer: int = Field(default=500, ge=0)
@@ -175,6 +176,7 @@ class FinetuneParams(Section):
     retrieval_rerank_k: int = Field(default=0, ge=0)  # ITM re-ranks the ITC top-k per query; 0 = ITM on all pairs
     eval_batch_size: int = Field(default=64, gt=0)
     video_frames: int = Field(default=4, gt=0)  # frames sampled per clip (video retrieval), <= model.vision.max_frames
+    video_size: int | None = Field(default=None, gt=0)  # frame side in pixels; None: model.image_size
     optim: OptimParams = OptimParams(steps=40, warmup_steps=4, checkpoint_every=20, log_every=5)
 
 

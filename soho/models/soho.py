@@ -34,6 +34,7 @@ class ModelSpec:
     vd_dead_after: int = 100
     embed_dim: int = 256  # the ITC embedding space
     pooling: str = "cls"  # "cls" (BERT) or "mean" (mean-pooled sentence encoders such as MiniLM)
+    freeze_word_embeddings: bool = False
 
 
 class SohoModel(nn.Module):
@@ -48,6 +49,8 @@ class SohoModel(nn.Module):
         self.visual_embeddings = VisualEmbeddings(hidden, spec.max_grid, spec.max_frames)
         self.mlm_head = BertOnlyMLMHead(self.fusion.config)
         self.mlm_head.predictions.decoder.weight = self.fusion.bert.embeddings.word_embeddings.weight
+        if spec.freeze_word_embeddings:  # the tied decoder weight too; its bias still trains
+            self.fusion.bert.embeddings.word_embeddings.weight.requires_grad_(False)
         # SOHO's pre-training neck (SimpleVDforPre): token = feature + Linear(VD entry); masked tokens
         # become a learned mask embedding
         self.vd_proj = nn.Linear(hidden, hidden) if spec.vd_size else None

@@ -35,6 +35,11 @@ def answer_vocabulary(shards_root: Path, size: int) -> list[str]:
     return [answer for answer, _ in counts.most_common(size)]
 
 
+def answers_for(shards_root: Path, task: str, size: int) -> list[str] | None:
+    """The classifier's classes: VQA's answer vocabulary; ``None`` for every other task."""
+    return answer_vocabulary(shards_root, size) if task == "vqa" else None
+
+
 def nlvr2_group(key: str) -> str:
     """Consistency groups one sentence over its image pairs: ``split-set-pair-sentence`` minus the pair."""
     parts = key.split("-")
@@ -54,14 +59,17 @@ def task_pipeline(
     shuffle: int = 0,
     answers: list[str] | None = None,
     frames: int = 4,
+    video_size: int | None = None,
 ):
     """Batches for ``task`` on ``split``; training batches carry targets, evaluation ones ids too.
 
-    Video samples (``gif``) become ``frames`` frames (B, T, 3, H, W), see ``loaders.sample_frames``.
+    Video samples (``gif``) become ``frames`` frames (B, T, 3, H, W) of side ``video_size``
+    (default ``image_size``), see ``loaders.sample_frames``.
     """
     dataset = SPLITS[task][0]
     urls = shards.shard_urls(shards_root, dataset, split)
     transform = loaders.image_transform(image_size)
+    frame_transform = loaders.image_transform(video_size or image_size)
     collate = loaders.text_collate(tokenizer, max_length)
     answer_index = {a: i for i, a in enumerate(answers or [])}
 
@@ -69,7 +77,7 @@ def task_pipeline(
 
         def to_samples(sample: dict) -> list[dict]:
             if "gif" in sample:
-                pixels = torch.stack([transform(f) for f in loaders.sample_frames(sample["gif"], frames)])
+                pixels = torch.stack([frame_transform(f) for f in loaders.sample_frames(sample["gif"], frames)])
             else:
                 pixels = transform(sample["jpg"].convert("RGB"))
             captions = sample["json"]["captions"]

@@ -7,18 +7,15 @@ Layout: ``checkpoints/finetune/<task>/<variant>/{model.safetensors,answers.json,
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import torch
 
 from soho.config import Params
-from soho.data import shards
 from soho.data.atomic import atomic_file, write_text
-from soho.eval import metrics
 from soho.models.fusion import load_tokenizer
 from soho.models.soho import SohoModel
-from soho.tasks.data import SPLITS, answer_vocabulary, nlvr2_group, task_pipeline
+from soho.tasks.data import SPLITS, answers_for, task_pipeline
 from soho.tasks.model import TaskModel
 from soho.train import checkpoint
 from soho.train.distributed import DistContext
@@ -87,6 +84,7 @@ def finetune(params: Params, task: str, variant: str, ctx: DistContext, on_log=N
             shuffle=optim.shuffle_buffer,
             answers=answers,
             frames=params.finetune.video_frames,
+            video_size=params.finetune.video_size,
         )
         return torch.utils.data.DataLoader(pipeline, batch_size=None, num_workers=optim.num_workers)
 
@@ -97,6 +95,10 @@ def finetune(params: Params, task: str, variant: str, ctx: DistContext, on_log=N
         write_text(out / "answers.json", json.dumps(answers or []))
         checkpoint.finish(train_dir, current)
     return final
+
+
+def _answers(params: Params, task: str) -> list[str] | None:
+    return answers_for(Path(params.paths.shards), task, params.finetune.answer_vocab)
 
 
 def _head_params(module: TaskModel) -> list[torch.nn.Parameter]:
@@ -110,101 +112,3 @@ def load_finetuned(params: Params, task: str, variant: str) -> TaskModel:
     module.text_only = variant == "text_only"
     checkpoint.load_weights(module, folder / "model.safetensors")
     return module.eval()
-
-
-def _batches(params: Params, task: str, split: str, tokenizer, answers=None):
-    return task_pipeline(
-        task,
-        split,
-        Path(params.paths.shards),
-        tokenizer,
-        params.model.image_size,
-        params.model.text.max_length,
-        params.finetune.eval_batch_size,
-        params.seed,
-        answers=answers,
-        frames=params.finetune.video_frames,
-    )
-
-
-@torch.no_grad()
-def retrieval_scores(module: TaskModel | None, params: Params, task: str, split: str, tokenizer):
-    """(texts, images) retrieval scores and each text's image; ``module=None`` gives chance scores."""
-    limit = params.finetune.retrieval_max_images or None
-    image_of: dict[int, int] = {}
-    pixels, ids, masks, text_image = [], [], [], []
-    for batch in _batches(params, task, split, tokenizer):
-        for row, key in enumerate(batch["image_key"].tolist()):
-            if key not in image_of:
-                if limit is not None and len(pixels) >= limit:
-                    continue
-                image_of[key] = len(pixels)
-                pixels.append(batch["pixels"][row])
-            ids.append(batch["input_ids"][row])
-            masks.append(batch["attention_mask"][row])
-            text_image.append(image_of[key])
-    text_image = torch.tensor(text_image)
-    if module is None:
-        generator = torch.Generator().manual_seed(params.seed)
-        return torch.rand(len(ids), len(pixels), generator=generator), text_image
-    ids = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True)
-    masks = torch.nn.utils.rnn.pad_sequence(masks, batch_first=True)
-    chunk = params.finetune.eval_batch_size * 4
-    scores = module.match_matrix(torch.stack(pixels), ids, masks, chunk, params.finetune.retrieval_rerank_k)
-    return scores, text_image
-
-
-def _answers(params: Params, task: str) -> list[str] | None:
-    return answer_vocabulary(Path(params.paths.shards), params.finetune.answer_vocab) if task == "vqa" else None
-
-
-def _vqa_questions(params: Params, split: str) -> dict[int, dict]:
-    questions = {}
-    for url in shards.shard_urls(Path(params.paths.shards), "vqa", split):
-        for sample in shards.wds.WebDataset(url, shardshuffle=False, empty_check=False).decode():
-            questions |= {q["question_id"]: q for q in sample["json"]["questions"]}
-    return questions
-
-
-def evaluate(params: Params, task: str, variant: str | None) -> dict:
-    """Metrics of the fine-tuned ``variant`` (``None`` = chance) on every evaluation split of ``task``."""
-    tokenizer = load_tokenizer(params.model.text.init)
-    module = load_finetuned(params, task, variant) if variant else None
-    answers = module.answers if module else _answers(params, task)
-    rng = random.Random(params.seed)
-    results: dict[str, dict] = {}
-    for split in SPLITS[task][2]:
-        if task.startswith("retrieval"):
-            scores, text_image = retrieval_scores(module, params, task, split, tokenizer)
-            results[split] = metrics.retrieval_metrics(scores, text_image)
-            top = scores.topk(min(5, scores.shape[1]), dim=1).indices.tolist()
-            results[split]["_predictions"] = [
-                {"text": i, "image": int(t), "top5_images": r}
-                for i, (t, r) in enumerate(zip(text_image, top, strict=True))
-            ]
-            continue
-        predictions, labels, groups = [], [], []
-        for batch in _batches(params, task, split, tokenizer, answers):
-            guess = module.predict(batch) if module else None
-            if task == "vqa":
-                for i, qid in enumerate(batch["question_id"].tolist()):
-                    predictions.append({"question_id": qid, "answer": guess[i] if guess else rng.choice(answers)})
-            else:
-                labels += batch["label"].tolist()
-                predictions += (
-                    guess if guess else [rng.randrange(3 if task == "snli_ve" else 2) for _ in batch["label"]]
-                )
-                groups += [nlvr2_group(k) for k in batch.get("key", [])]
-        if task == "vqa":
-            questions = _vqa_questions(params, split)
-            results[split] = metrics.vqa_report({p["question_id"]: p["answer"] for p in predictions}, questions)
-            results[split]["_predictions"] = predictions
-        else:
-            results[split] = {"accuracy": metrics.accuracy(predictions, labels)}
-            if task == "nlvr2":
-                results[split]["consistency"] = metrics.consistency(predictions, labels, groups)
-            results[split]["_predictions"] = [
-                {"index": i, "prediction": p, "label": y}
-                for i, (p, y) in enumerate(zip(predictions, labels, strict=True))
-            ]
-    return results

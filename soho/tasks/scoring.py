@@ -18,7 +18,8 @@ from soho import tracking
 from soho.config import Params
 from soho.data.atomic import write_text
 from soho.tasks import variants_for
-from soho.tasks.run import evaluate, load_finetuned
+from soho.tasks.evaluation import CHANCE, evaluate
+from soho.tasks.run import load_finetuned
 
 
 def score_task(params: Params, task: str) -> dict[str, dict]:
@@ -27,8 +28,9 @@ def score_task(params: Params, task: str) -> dict[str, dict]:
     report: dict[str, dict] = {}
     submissions: dict[str, list] = {}
     with tracking.stage_run("evaluate", params, task) as mlflow:
-        for variant in ("chance", *variants_for(task, params.finetune.variants)):
-            scores = evaluate(params, task, None if variant == "chance" else variant)
+        trained = variants_for(task, params.finetune.variants)
+        modules = {CHANCE: None} | {variant: load_finetuned(params, task, variant) for variant in trained}
+        for variant, scores in evaluate(params, task, modules).items():
             for split, values in scores.items():
                 predictions = values.pop("_predictions", None)
                 if predictions is not None and variant == "pretrained":
@@ -40,12 +42,11 @@ def score_task(params: Params, task: str) -> dict[str, dict]:
         submission = results / "submissions" / f"{task}.json"
         write_text(submission, json.dumps(submissions if task != "vqa" else submissions.get("val2014", [])))
         tracking.log_artifact(mlflow, submission)
-        if "pretrained" in params.finetune.variants:
+        if "pretrained" in modules:
             import mlflow.pytorch
 
-            model = load_finetuned(params, task, "pretrained")
             mlflow.pytorch.log_model(  # pickle: predict() needs the module; code_paths ships soho/ with it
-                model,
+                modules["pretrained"],
                 name="model",
                 serialization_format="pickle",
                 code_paths=[str(Path(soho.__file__).parent)],

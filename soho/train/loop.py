@@ -182,7 +182,7 @@ class Trainer:
                     if self.on_log and self.ctx.is_main:
                         self.on_log(self.step, last)
                     window_samples, window_start = 0, time.perf_counter()
-                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                if cfg.checkpoint_every and (self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps):
                     self.save()
                 if self.step >= cfg.steps or (stop_after is not None and self.step - started >= stop_after):
                     exhausted = False

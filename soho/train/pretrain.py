@@ -67,6 +67,7 @@ def model_spec(params: Params) -> ModelSpec:
         vd_dead_after=m.vd.dead_after,
         embed_dim=m.embed_dim,
         pooling=m.text.pooling,
+        freeze_word_embeddings=m.text.freeze_word_embeddings,
     )
 
 
