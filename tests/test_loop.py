@@ -42,9 +42,9 @@ def soho_batches(tokenizer):
     return batches
 
 
-def train_soho(directory, stop_after=None):
+def train_soho(directory, stop_after=None, checkpoint_every=2):
     module, model, tokenizer = tiny_soho()
-    cfg = LoopConfig(steps=5, warmup_steps=2, checkpoint_every=2, log_every=1, seed=3)
+    cfg = LoopConfig(steps=5, warmup_steps=2, checkpoint_every=checkpoint_every, log_every=1, seed=3)
     trainer = Trainer(module, model.trainable_groups(), cfg, directory, progress=False)
     trainer.fit(soho_batches(tokenizer), stop_after=stop_after)
     return trainer
@@ -73,6 +73,31 @@ def test_checkpoints_load_weights_only_and_prune(tmp_path):
     fresh, _, _ = tiny_soho()
     checkpoint.load_weights(fresh, tmp_path / "ck" / "step-00000005")
     assert torch.equal(fresh.model.vision.project.weight, trainer.module.model.vision.project.weight)
+
+
+def test_checkpoint_every_zero_writes_no_step_checkpoint(tmp_path):
+    trainer = train_soho(tmp_path / "none", checkpoint_every=0)
+    assert trainer.step == 5 and checkpoint.list_checkpoints(tmp_path / "none") == []
+
+
+def test_frozen_word_embeddings_and_their_tied_decoder_stay_fixed_while_the_rest_trains(tmp_path):
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer("minilm")
+    model = SohoModel(ModelSpec(text_layers=1, vd_size=16, freeze_word_embeddings=True))
+    words = model.fusion.bert.embeddings.word_embeddings.weight
+    assert model.mlm_head.predictions.decoder.weight is words
+    assert all(p is not words for group in model.trainable_groups().values() for p in group)
+    before_words, before_layer = (
+        words.detach().clone(),
+        model.fusion.bert.encoder.layer[0].output.dense.weight.detach().clone(),
+    )
+    cfg = LoopConfig(steps=3, lr=1e-3, checkpoint_every=0, log_every=1, seed=3)
+    trainer = Trainer(
+        Pretraining(model, ObjectiveWeights(), tokenizer), model.trainable_groups(), cfg, None, progress=False
+    )
+    trainer.fit(soho_batches(tokenizer))
+    assert torch.equal(words, before_words)
+    assert not torch.equal(model.fusion.bert.encoder.layer[0].output.dense.weight, before_layer)
 
 
 class Regression(nn.Module):

@@ -40,3 +40,16 @@ def test_video_task_batches_are_clips(tiny_shards):
     assert batch["pixels"].shape[1:] == (5, 3, 32, 32)
     assert batch["input_ids"].shape[0] == batch["pixels"].shape[0] == len(batch["image_key"])
     assert torch.isfinite(batch["pixels"]).all()
+
+
+def test_video_frames_take_their_own_size_and_images_keep_the_model_size(tiny_shards):
+    from soho.models.fusion import load_tokenizer
+    from soho.tasks.data import task_pipeline
+
+    tokenizer = load_tokenizer("minilm")
+    clips = next(
+        iter(task_pipeline("retrieval_msrvtt", "train", tiny_shards, tokenizer, 32, 16, 2, 0, frames=2, video_size=24))
+    )
+    images = next(iter(task_pipeline("retrieval_coco", "train", tiny_shards, tokenizer, 32, 16, 2, 0, video_size=24)))
+    assert clips["pixels"].shape[1:] == (2, 3, 24, 24)
+    assert images["pixels"].shape[1:] == (3, 32, 32)
