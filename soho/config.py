@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PROFILES = ("embedded", "paper")
-PositiveInt = Field(gt=0)
 
 
 class ConfigError(ValueError):
@@ -102,6 +101,12 @@ class TextParams(Section):
     pooling: Literal["cls", "mean"] = "mean"  # how the checkpoint was trained: MiniLM mean, bert-base cls
     freeze_word_embeddings: bool = False  # keep the pretrained word-piece table (and the tied MLM decoder) fixed
 
+    @model_validator(mode="after")
+    def _frozen_table_is_pretrained(self) -> TextParams:
+        if self.freeze_word_embeddings and self.init == "none":
+            raise ValueError("freeze_word_embeddings: true would freeze a random word table (init: none)")
+        return self
+
 
 class VdParams(Section):
     size: int = Field(default=64, ge=0)  # 0 = no Visual Dictionary (ablation)
@@ -176,7 +181,7 @@ class FinetuneParams(Section):
     retrieval_rerank_k: int = Field(default=0, ge=0)  # ITM re-ranks the ITC top-k per query; 0 = ITM on all pairs
     eval_batch_size: int = Field(default=64, gt=0)
     video_frames: int = Field(default=4, gt=0)  # frames sampled per clip (video retrieval), <= model.vision.max_frames
-    video_size: int | None = Field(default=None, gt=0)  # frame side in pixels; None: model.image_size
+    video_size: int | None = Field(default=None, ge=32)  # frame side in pixels; None: model.image_size
     optim: OptimParams = OptimParams(steps=40, warmup_steps=4, checkpoint_every=20, log_every=5)
 
 

@@ -71,6 +71,18 @@ def test_repo_paper_profile_validates():
     assert load_params(REPO / "params.yaml", profile="paper").shard.max_samples_per_shard == 2000
 
 
+def test_embedded_only_shortcuts_do_not_reach_the_paper_profile():
+    embedded, paper = load_params(REPO / "params.yaml"), load_params(REPO / "params.yaml", profile="paper")
+    assert embedded.model.text.freeze_word_embeddings and not paper.model.text.freeze_word_embeddings
+    assert embedded.finetune.video_size == 64 and paper.finetune.video_size is None
+    assert embedded.finetune.optim.checkpoint_every == 0 and paper.finetune.optim.checkpoint_every == 1000
+
+
+def test_a_frozen_word_table_must_be_a_pretrained_one(tmp_path):
+    with pytest.raises(ConfigError, match=r"model\.text: .*freeze_word_embeddings.*init: none"):
+        load_params(write(tmp_path, "model:\n  text:\n    init: none\n    freeze_word_embeddings: true\n"))
+
+
 def test_missing_and_malformed_files(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_params(tmp_path / "nope.yaml")

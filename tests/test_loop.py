@@ -157,3 +157,17 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     for key, value in single.state_dict().items():
         assert not torch.allclose(value, untrained[key])  # it did train
         assert torch.allclose(value, ddp[f"{key}"], atol=1e-5), key
+
+
+def test_a_code_change_changes_the_fingerprint_a_finished_run_is_kept_under(tmp_path):
+    from soho.train.pretrain import code_digest
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "a.py").write_text("x = 1\n")
+    (tmp_path / "loaders.py").write_text("y = 2\n")
+    before = code_digest(("models", "loaders.py"), tmp_path)
+    assert code_digest(("models", "loaders.py"), tmp_path) == before
+    (tmp_path / "models" / "a.py").write_text("x = 2\n")
+    edited = code_digest(("models", "loaders.py"), tmp_path)
+    (tmp_path / "models" / "b.py").write_text("")
+    assert len({before, edited, code_digest(("models", "loaders.py"), tmp_path)}) == 3

@@ -149,7 +149,7 @@ def test_finetune_and_evaluate_one_task_and_load_the_logged_model(project):
     import torch
 
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["finetune"]["optim"].update(steps=2, batch_size=4, checkpoint_every=1, log_every=1, num_workers=0)
+    params["finetune"]["optim"].update(steps=2, batch_size=4, checkpoint_every=0, log_every=1, num_workers=0)
     params["finetune"]["eval_batch_size"] = 8
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     run(["dvc", "repro", "finetune@snli_ve"], project)
@@ -182,6 +182,23 @@ def test_finetune_and_evaluate_one_task_and_load_the_logged_model(project):
     (project / "results" / "snli_ve.json").unlink()
     run([sys.executable, "stages/evaluate.py", "--task", "snli_ve"], project)
     assert json.loads((project / "results" / "snli_ve.json").read_text()) == report
+    assert not list((project / "checkpoints" / "finetune" / "snli_ve").glob("*/train/step-*"))  # checkpoint_every 0
+
+
+def test_chance_scores_the_same_alone_as_beside_the_variants_of_one_evaluation_pass(project, monkeypatch):
+    from soho.config import load_params
+    from soho.tasks.evaluation import evaluate
+    from soho.tasks.run import load_finetuned
+
+    run(["dvc", "repro", "finetune@snli_ve"], project)
+    monkeypatch.chdir(project)
+    params = load_params(project / "params.yaml")
+    alone = evaluate(params, "snli_ve", {"chance": None})
+    together = evaluate(
+        params, "snli_ve", {"pretrained": load_finetuned(params, "snli_ve", "pretrained"), "chance": None}
+    )
+    assert alone["chance"] == together["chance"]
+    assert set(together["pretrained"]) == {"dev", "test"}
 
 
 def test_each_finetuning_variant_starts_from_its_own_pretraining(project, monkeypatch):

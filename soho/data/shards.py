@@ -130,11 +130,6 @@ def shard_urls(shards: Path, dataset: str, split: str) -> list[str]:
     return [str(Path(shards) / dataset / name) for name in index[split]["shards"]]
 
 
-def split_size(shards: Path, dataset: str, split: str) -> int:
-    index = json.loads((Path(shards) / dataset / "index.json").read_text())
-    return int(index[split]["samples"])
-
-
 def pipeline(
     urls: list[str],
     map_sample: Callable[[dict], dict | None],

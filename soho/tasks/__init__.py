@@ -1,7 +1,6 @@
 """Downstream tasks: fine-tuning and evaluation for image/video-text retrieval, VQA, NLVR2 and SNLI-VE."""
 
 TASKS = ("retrieval_coco", "retrieval_flickr30k", "vqa", "nlvr2", "snli_ve", "retrieval_msrvtt")
-VARIANTS = ("pretrained", "scratch", "text_only")
 
 
 def variants_for(task: str, variants: tuple[str, ...]) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""Fine-tune one task from the pre-trained checkpoint (and its baselines), then evaluate it.
+"""Fine-tune one task from the pre-trained checkpoint (and its baselines); scoring is ``evaluation.py``.
 
 Layout: ``checkpoints/finetune/<task>/<variant>/{model.safetensors,answers.json,train/}``;
 ``train/`` holds the resumable step checkpoints of the shared training loop.
@@ -20,7 +20,7 @@ from soho.tasks.model import TaskModel
 from soho.train import checkpoint
 from soho.train.distributed import DistContext
 from soho.train.loop import Trainer
-from soho.train.pretrain import fingerprint, loop_config, model_spec, variant_params
+from soho.train.pretrain import code_digest, fingerprint, loop_config, model_spec, variant_params
 from soho.train.pretrain import variant_dir as pretrain_dir
 
 # Fine-tuning variant -> the pre-training variant it starts from (``scratch``: none).
@@ -52,7 +52,13 @@ def finetune(params: Params, task: str, variant: str, ctx: DistContext, on_log=N
     """Train ``variant`` on ``task``'s training split; returns the last logged training metrics."""
     out = variant_dir(params, task, variant)
     train_dir = out / "train"
-    current = start_fingerprint(params, variant) + task + variant + json.dumps(params.finetune.model_dump(mode="json"))
+    current = (
+        start_fingerprint(params, variant)
+        + task
+        + variant
+        + json.dumps(params.finetune.model_dump(mode="json"))
+        + code_digest(("tasks", "eval"))
+    )
     checkpoint.start_over_if_changed(train_dir, current, ctx.is_main)
     if checkpoint.is_finished(train_dir, current) and (out / "model.safetensors").exists():
         return {}  # trained by an earlier, interrupted run of the stage

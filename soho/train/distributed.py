@@ -44,8 +44,3 @@ def mean_across(value: torch.Tensor, ctx: DistContext) -> torch.Tensor:
         dist.all_reduce(value)
         value /= ctx.world_size
     return value
-
-
-def barrier(ctx: DistContext) -> None:
-    if ctx.enabled:
-        dist.barrier()

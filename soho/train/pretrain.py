@@ -110,8 +110,28 @@ class Pretraining(nn.Module):
         return out
 
 
+# The code a pre-trained checkpoint depends on (the `pretrain` stage's code dependencies in dvc.yaml).
+PRETRAIN_CODE = ("models", "objectives", "train", "data/loaders.py")
+
+
+def code_digest(parts: tuple[str, ...], root: Path | None = None) -> str:
+    """sha256 over the Python sources of ``parts`` (folders or files under the ``soho`` package).
+
+    Why: a finished run is not repeated when its fingerprint matches. DVC re-runs a stage
+    when its code changes, and without the code in the fingerprint the stage would hand back
+    the weights and metrics the old code made.
+    """
+    root = root or Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for part in parts:
+        path = root / part
+        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()
+
+
 def fingerprint(params: Params) -> str:
-    """What a resumable checkpoint must match: model, pre-training settings, seed and data."""
+    """What a resumable checkpoint must match: model, pre-training settings, seed, data and code."""
     blob = json.dumps(
         {
             "model": params.model.model_dump(mode="json"),
@@ -122,6 +142,7 @@ def fingerprint(params: Params) -> str:
     )
     stats = Path(params.paths.shards) / "stats.json"
     blob += stats.read_text() if stats.exists() else ""
+    blob += code_digest(PRETRAIN_CODE)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
