@@ -25,12 +25,12 @@ def main(params, args) -> None:
         row_params = ablations.ablation_params(params, name, overrides)
         folder = ablations.out_dir(params, name)
         if not ctx.is_main:
-            pretrain.run(row_params, ctx, progress=False, out_dir=folder, keep_steps=False)
+            pretrain.run(row_params, ctx, progress=False, out_dir=folder)
             continue
         with tracking.stage_run("ablate", row_params, task=None, run_name=f"ablate@{name}") as mlflow:
             mlflow.set_tags({"ablation": name, "overrides": json.dumps(overrides, sort_keys=True)})
 
-            metrics = pretrain.run(row_params, ctx, tracking.step_logger(mlflow), out_dir=folder, keep_steps=False)
+            metrics = pretrain.run(row_params, ctx, tracking.step_logger(mlflow), out_dir=folder)
             mlflow.log_metrics(metrics)
         report[name] = ablations.summary(metrics)
     if ctx.is_main:

@@ -30,12 +30,12 @@ def main(params, args) -> None:
     out_dir = pretrain.variant_dir(params, args.variant)
     results = Path(params.paths.results)
     if not ctx.is_main:
-        pretrain.run(trained, ctx, progress=False, out_dir=out_dir, keep_steps=False)
+        pretrain.run(trained, ctx, progress=False, out_dir=out_dir)
         return
     with tracking.stage_run(name, trained) as mlflow:
         mlflow.set_tag("world_size", ctx.world_size)
 
-        metrics = pretrain.run(trained, ctx, tracking.step_logger(mlflow), out_dir=out_dir, keep_steps=False)
+        metrics = pretrain.run(trained, ctx, tracking.step_logger(mlflow), out_dir=out_dir)
         mlflow.log_metrics(metrics)
         write_text(results / f"{name}.json", json.dumps(metrics, indent=1, sort_keys=True))
         write_csv(results / "plots" / f"{name}.csv", CurveLog(out_dir / "train" / "curves.jsonl").rows())

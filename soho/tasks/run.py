@@ -62,7 +62,7 @@ def finetune(params: Params, task: str, variant: str, ctx: DistContext, on_log=N
     checkpoint.start_over_if_changed(train_dir, current, ctx.is_main)
     if checkpoint.is_finished(train_dir, current) and (out / "model.safetensors").exists():
         return {}  # trained by an earlier, interrupted run of the stage
-    answers = _answers(params, task)
+    answers = answers_for(Path(params.paths.shards), task, params.finetune.answer_vocab)
     tokenizer = load_tokenizer(params.model.text.init)
     module = build(params, task, variant, answers)
     optim = params.finetune.optim
@@ -101,10 +101,6 @@ def finetune(params: Params, task: str, variant: str, ctx: DistContext, on_log=N
         write_text(out / "answers.json", json.dumps(answers or []))
         checkpoint.finish(train_dir, current)
     return final
-
-
-def _answers(params: Params, task: str) -> list[str] | None:
-    return answers_for(Path(params.paths.shards), task, params.finetune.answer_vocab)
 
 
 def _head_params(module: TaskModel) -> list[torch.nn.Parameter]:

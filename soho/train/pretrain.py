@@ -195,13 +195,12 @@ def run(
     on_log=None,
     progress: bool = True,
     out_dir: Path | None = None,
-    keep_steps: bool = True,
 ) -> dict:
     """Train and evaluate; writes ``out_dir/{model.safetensors,spec.json,metrics.json}``; returns the metrics.
 
     ``out_dir`` defaults to ``checkpoints/pretrain``; the per-step curves (also after a
-    resume) are in ``out_dir/train/curves.jsonl``. ``keep_steps=False`` drops the step
-    checkpoints once the run is finished, and a finished run is not repeated.
+    resume) are in ``out_dir/train/curves.jsonl``. The step checkpoints are dropped once the
+    run is finished, and a finished run (same fingerprint) is not repeated.
     """
     out_dir = out_dir or variant_dir(params, "soho")
     train_dir = out_dir / "train"
@@ -249,6 +248,5 @@ def run(
             checkpoint.save_model(model, str(tmp))
         write_text(out_dir / "spec.json", json.dumps(model_spec(params).__dict__, default=str, indent=1))
         write_text(out_dir / "metrics.json", json.dumps(metrics, indent=1, sort_keys=True))
-        if not keep_steps:
-            checkpoint.finish(train_dir, current)
+        checkpoint.finish(train_dir, current)
     return metrics
