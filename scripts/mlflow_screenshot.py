@@ -7,12 +7,15 @@ Needs Debian's chromium (scripts/bootstrap.sh --dev installs it) and a store wit
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import mlflow
 
-from soho import mlflow_ui
-from soho.tracking import DEFAULT_URI
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the UI driver is test tooling, not library
+
+from soho.tracking import DEFAULT_URI  # noqa: E402
+from tests.support import mlflow_ui  # noqa: E402
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from soho import ablations, stage, tracking
-from soho.data.atomic import write_text
+from soho.io import write_text
 from soho.train import distributed, pretrain
 
 

@@ -4,15 +4,16 @@ import json
 import sys
 
 from soho import stage
-from soho.data import download, synthetic
-from soho.data.atomic import write_text
+from soho.data import download
+from soho.data.embedded import datasets
+from soho.io import write_text
 
 
 def main(params, args) -> None:
     """Embedded profile: generate the data set in the real formats. Paper: download the manifest."""
     raw = params.paths.raw
     if params.profile == "embedded":
-        synthetic.generate(raw, params.data, params.seed)
+        datasets.generate(raw, params.data, params.seed)
         return
     cfg = params.download
     policy = download.RetryPolicy(cfg.retries, cfg.backoff_s, cfg.max_backoff_s, cfg.timeout_s, cfg.chunk_bytes)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from soho import stage, tracking
-from soho.data.atomic import write_text
+from soho.io import write_text
 from soho.train import distributed, pretrain
 from soho.train.curves import CurveLog, write_csv
 

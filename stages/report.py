@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from soho import report, stage, tracking
-from soho.data.atomic import write_text
+from soho.io import write_text
 
 README_START, README_END = "<!-- results-table:start -->", "<!-- results-table:end -->"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from soho.config import SplitSizes, SyntheticData
-from soho.data import synthetic
+from soho.data.embedded import datasets
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -37,7 +37,7 @@ def tiny_data() -> SyntheticData:
 @pytest.fixture(scope="session")
 def tiny_raw(tmp_path_factory) -> Path:
     """A tiny generated data set (read-only for tests: copy before changing it)."""
-    return synthetic.generate(tmp_path_factory.mktemp("tiny") / "raw", tiny_data(), seed=0)
+    return datasets.generate(tmp_path_factory.mktemp("tiny") / "raw", tiny_data(), seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pytest
 from soho.data import download
 from soho.data.download import DownloadError, RetryPolicy
 
-from .http_server import FixtureServer
+from .support.http_server import FixtureServer
 
 pytestmark = pytest.mark.network
 FAST = RetryPolicy(retries=3, backoff_s=0.01, max_backoff_s=0.05, timeout_s=5, chunk_bytes=1024)

@@ -4,8 +4,10 @@ import re
 
 import pytest
 
-from soho import mlflow_ui, tracking
+from soho import tracking
 from soho.config import Params
+
+from .support import mlflow_ui
 
 pytestmark = pytest.mark.slow
 

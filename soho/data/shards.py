@@ -18,8 +18,8 @@ from pathlib import Path
 import webdataset as wds
 from PIL import Image
 
-from soho.data.atomic import atomic_directory, write_text
 from soho.data.catalog import DATASETS, ShardSample
+from soho.io import atomic_directory, write_text
 
 log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = {"jpg", "jpeg", "png", "img0.png", "img1.png", "gif"}

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from soho.config import Params
-from soho.data.atomic import atomic_file, write_text
+from soho.io import atomic_file, write_text
 from soho.models.fusion import load_tokenizer
 from soho.models.soho import SohoModel
 from soho.tasks.data import SPLITS, answers_for, task_pipeline

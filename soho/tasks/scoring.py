@@ -16,7 +16,7 @@ from pathlib import Path
 import soho
 from soho import tracking
 from soho.config import Params
-from soho.data.atomic import write_text
+from soho.io import write_text
 from soho.tasks import variants_for
 from soho.tasks.evaluation import CHANCE, evaluate
 from soho.tasks.run import load_finetuned

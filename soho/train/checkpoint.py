@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_model, save_model  # noqa: F401 - save_model re-exported
 from torch import nn
 
-from soho.data.atomic import atomic_directory, write_text
+from soho.io import atomic_directory, write_text
 
 log = logging.getLogger(__name__)
 STEP_DIR = re.compile(r"^step-(\d{8})$")

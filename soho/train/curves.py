@@ -12,7 +12,7 @@ import csv
 import json
 from pathlib import Path
 
-from soho.data.atomic import atomic_file
+from soho.io import atomic_file
 
 
 class CurveLog:

@@ -12,7 +12,7 @@ from torch import nn
 
 from soho.config import ConfigError, Params, with_overrides
 from soho.data import loaders
-from soho.data.atomic import atomic_file, write_text
+from soho.io import atomic_file, write_text
 from soho.models.fusion import load_tokenizer
 from soho.models.soho import ModelSpec, SohoModel
 from soho.models.visual_dictionary import VisualDictionary

@@ -3,8 +3,9 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from soho.data import formats, synthetic
+from soho.data import formats
 from soho.data.catalog import DATASETS
+from soho.data.embedded import datasets
 
 from .conftest import tiny_data
 
@@ -18,17 +19,17 @@ def tree_sha256(root: Path) -> str:
 
 
 def test_same_seed_gives_byte_identical_tree(tmp_path, tiny_raw):
-    again = synthetic.generate(tmp_path / "again", tiny_data(), seed=0)
+    again = datasets.generate(tmp_path / "again", tiny_data(), seed=0)
     assert tree_sha256(again) == tree_sha256(tiny_raw)
-    other = synthetic.generate(tmp_path / "other", tiny_data(), seed=1)
+    other = datasets.generate(tmp_path / "other", tiny_data(), seed=1)
     assert tree_sha256(other) != tree_sha256(tiny_raw)
 
 
 def test_regenerating_replaces_the_tree(tmp_path):
     target = tmp_path / "raw"
-    synthetic.generate(target, tiny_data(), seed=0)
+    datasets.generate(target, tiny_data(), seed=0)
     (target / "stray.txt").write_text("left over")
-    synthetic.generate(target, tiny_data(), seed=0)
+    datasets.generate(target, tiny_data(), seed=0)
     assert not (target / "stray.txt").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".raw")]
 
@@ -43,7 +44,7 @@ def test_every_format_is_written_and_sized_by_params(tiny_raw):
     )
     assert len(flickr) == 12 and all(r.path.exists() for r in flickr)
     assert len(formats.read_vg_regions(tiny_raw / "vg" / "region_descriptions.json", tiny_raw / "vg" / "VG_100K")) == 5
-    for split, name in synthetic.NLVR2_SPLIT.items():
+    for split, name in datasets.NLVR2_SPLIT.items():
         rows = formats.read_nlvr2(tiny_raw / "nlvr2" / f"{name}.json", tiny_raw / "nlvr2" / "images" / name)
         assert len(rows) == getattr(cfg.nlvr2, split)
         assert all(r.left.exists() and r.right.exists() for r in rows)
@@ -72,7 +73,7 @@ def test_vqa_has_ten_answers_with_some_disagreement(tiny_raw):
 
 
 def test_labels_cover_every_class(tmp_path):
-    raw = synthetic.generate(tmp_path / "raw", tiny_data().model_copy(update={"snli_ve_hypotheses_per_image": 6}), 3)
+    raw = datasets.generate(tmp_path / "raw", tiny_data().model_copy(update={"snli_ve_hypotheses_per_image": 6}), 3)
     labels = Counter(r.label for r in formats.read_snli_ve(raw / "snli_ve" / "snli_ve_train.jsonl", raw / "flickr30k"))
     assert set(labels) == {"entailment", "contradiction", "neutral"}
     rows = [json.loads(line) for line in (raw / "nlvr2" / "train.json").read_text().splitlines()]
@@ -82,7 +83,7 @@ def test_labels_cover_every_class(tmp_path):
 def test_nlvr2_sentence_describes_four_pairs_two_true_two_false(tmp_path):
     """As NLVR2 was built: the sentence alone is at chance, consistency groups are real."""
     data = tiny_data().model_copy(update={"nlvr2": tiny_data().nlvr2.model_copy(update={"train": 40})})
-    raw = synthetic.generate(tmp_path / "raw", data, seed=2)
+    raw = datasets.generate(tmp_path / "raw", data, seed=2)
     rows = [json.loads(line) for line in (raw / "nlvr2" / "train.json").read_text().splitlines()]
     sets: dict[str, list[dict]] = {}
     for row in rows:
@@ -98,10 +99,10 @@ def test_snli_ve_text_alone_scores_at_most_half():
     """No hypothesis template gives its label away: the best text-only rule is a coin flip per template."""
     import random
 
-    from soho.data import scenes
+    from soho.data.embedded import scenes
 
     rng = random.Random(0)
-    rows = [synthetic.snli_ve_hypothesis(scenes.sample_scene(rng, 3), rng, 3) for _ in range(3000)]
+    rows = [datasets.snli_ve_hypothesis(scenes.sample_scene(rng, 3), rng, 3) for _ in range(3000)]
     labels = Counter(label for _, label in rows)
     assert abs(labels["entailment"] / 3000 - 0.25) < 0.03 and abs(labels["neutral"] / 3000 - 0.25) < 0.03
     by_template: dict[tuple, Counter] = {}
@@ -118,7 +119,7 @@ def test_snli_ve_text_alone_scores_at_most_half():
 def test_vqa_relation_questions_are_balanced_per_relation_and_right_on_both_axes():
     import random
 
-    from soho.data import language, scenes
+    from soho.data.embedded import language, scenes
 
     rng = random.Random(0)
     answers: dict[str, Counter] = {r: Counter() for r in scenes.RELATIONS}

@@ -17,8 +17,8 @@ from pathlib import Path
 from PIL import Image
 
 from soho.config import SyntheticData
-from soho.data import language, scenes
-from soho.data.atomic import atomic_directory
+from soho.data.embedded import language, scenes
+from soho.io import atomic_directory
 
 # Karpathy split name -> COCO image folder (Karpathy's val/test images come from val2014).
 COCO_FOLDER = {"train": "train2014", "val": "val2014", "test": "val2014"}

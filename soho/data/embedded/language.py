@@ -11,7 +11,16 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from soho.data.scenes import COLORS, NUMBER_WORDS, RELATIONS, SHAPES, Scene, _article, relation_holds, sample_scene
+from soho.data.embedded.scenes import (
+    COLORS,
+    NUMBER_WORDS,
+    RELATIONS,
+    SHAPES,
+    Scene,
+    _article,
+    relation_holds,
+    sample_scene,
+)
 
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 
