@@ -28,8 +28,9 @@ import torch
 from torch import nn
 from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
+from soho.config import ModelParams
 from soho.models.fusion import load_tokenizer
-from soho.models.soho import ModelSpec, SohoModel
+from soho.models.soho import SohoModel
 
 REGIONS = 36  # BUTD's fixed number of boxes per image
 
@@ -77,9 +78,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/inference_speed.json"))
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = SohoModel(
-        ModelSpec(vision_arch="resnet50", text_layers=6, vd_size=2048, pooling="mean", max_grid=32)
-    ).eval()
+    spec = {"vision": {"arch": "resnet50", "max_grid": 32}, "text": {"num_layers": 6}, "vd": {"size": 2048}}
+    model = SohoModel(ModelParams(**spec)).eval()
     regions = RegionTokens(model.hidden, args.size).eval()
     tokenizer = load_tokenizer("minilm")
     text = tokenizer(["a small red circle left of a large blue square"] * args.batch, return_tensors="pt")

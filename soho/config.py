@@ -183,6 +183,28 @@ class FinetuneParams(Section):
     video_frames: int = Field(default=4, gt=0)  # frames sampled per clip (video retrieval), <= model.vision.max_frames
     video_size: int | None = Field(default=None, ge=32)  # frame side in pixels; None: model.image_size
     optim: OptimParams = OptimParams(steps=40, warmup_steps=4, checkpoint_every=20, log_every=5)
+    # task -> overrides of the keys above for that task alone, e.g. {vqa: {optim: {steps: 100}}}
+    tasks: dict[str, dict[str, Any]] = {}
+
+    @model_validator(mode="after")
+    def _task_overrides_are_valid(self) -> FinetuneParams:
+        for task in self.tasks:
+            self.for_task(task)
+        return self
+
+    def for_task(self, task: str) -> FinetuneParams:
+        """These parameters with ``tasks[task]`` merged over them (the shared defaults where it is silent)."""
+        overlay = self.tasks.get(task)
+        if not overlay:
+            return self
+        if "tasks" in overlay:
+            raise ValueError(f"tasks.{task}.tasks: a task's overrides cannot hold tasks of their own")
+        try:
+            return FinetuneParams(**deep_merge(self.model_dump(mode="json", exclude={"tasks"}), overlay))
+        except ValidationError as err:
+            first = err.errors()[0]
+            key = ".".join(str(part) for part in first["loc"])
+            raise ValueError(f"tasks.{task}.{key}: {first['msg']} (got {first.get('input')!r})") from None
 
 
 class AblationParams(Section):

@@ -9,7 +9,7 @@ import os
 import sys
 
 from soho import stage, tracking
-from soho.tasks import TASKS, variants_for
+from soho.tasks import TASKS, finetune_params, get
 from soho.tasks.run import finetune
 from soho.tasks.scoring import score_task
 from soho.train import distributed
@@ -23,7 +23,7 @@ def main(params, args) -> None:
     """Fine-tune every variant of one task, then score them all."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     ctx = distributed.init_from_env()
-    for variant in variants_for(args.task, params.finetune.variants):
+    for variant in get(args.task).variants(finetune_params(params, args.task).variants):
         if not ctx.is_main:
             finetune(params, args.task, variant, ctx, progress=False)
             continue

@@ -13,21 +13,21 @@ from pathlib import Path
 
 from soho import stage, tracking
 from soho.io import write_text
-from soho.train import distributed, pretrain
+from soho.train import distributed, pretrain, variants
 from soho.train.curves import CurveLog, write_csv
 
 
 def add_variant(parser) -> None:
-    parser.add_argument("--variant", choices=sorted(pretrain.VARIANTS), default="soho")
+    parser.add_argument("--variant", choices=sorted(variants.VARIANTS), default="soho")
 
 
 def main(params, args) -> None:
     """Pre-train one variant, evaluate it on held-out pairs, write the checkpoint and metrics."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     ctx = distributed.init_from_env()
-    name = pretrain.VARIANTS[args.variant]
-    trained = pretrain.variant_params(params, args.variant)
-    out_dir = pretrain.variant_dir(params, args.variant)
+    name = variants.VARIANTS[args.variant]
+    trained = variants.variant_params(params, args.variant)
+    out_dir = variants.variant_dir(params, args.variant)
     results = Path(params.paths.results)
     if not ctx.is_main:
         pretrain.run(trained, ctx, progress=False, out_dir=out_dir)

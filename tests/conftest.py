@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from soho.config import SplitSizes, SyntheticData
+from soho.config import ModelParams, SplitSizes, SyntheticData, TextParams, VdParams
 from soho.data.embedded import datasets
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -32,6 +32,14 @@ def tiny_data() -> SyntheticData:
         clip_frames=3,
         clip_size=32,
     )
+
+
+def tiny_model(
+    layers: int = 1, vd: int = 8, dead_after: int = 50, embed_dim: int = 256, freeze_words: bool = False
+) -> ModelParams:
+    """``params.yaml: model`` at test size: a 1-layer MiniLM fusion, a small VD, the reduced ResNet."""
+    text = TextParams(num_layers=layers, freeze_word_embeddings=freeze_words)
+    return ModelParams(text=text, vd=VdParams(size=vd, dead_after=dead_after), embed_dim=embed_dim)
 
 
 @pytest.fixture(scope="session")

@@ -92,7 +92,7 @@ def test_missing_and_malformed_files(tmp_path):
 
 def test_scl_variant_applies_its_overrides_and_rejects_what_would_break_the_comparison():
     from soho.config import PretrainSclParams
-    from soho.train.pretrain import variant_params
+    from soho.train.variants import variant_params
 
     def with_scl_overrides(overrides):
         return params.model_copy(update={"pretrain_scl": PretrainSclParams(overrides=overrides)})

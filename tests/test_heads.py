@@ -3,14 +3,18 @@
 import pytest
 import torch
 
-from soho.models.soho import ModelSpec, SohoModel
+from soho.models.soho import SohoModel
+from soho.tasks import get
 from soho.tasks.model import TaskModel
+from soho.tasks.retrieval import match_matrix
+
+from .conftest import tiny_model
 
 
 @pytest.fixture(scope="module")
 def soho():
     torch.manual_seed(0)
-    return SohoModel(ModelSpec(text_layers=1, vd_size=8, pooling="mean")).eval()
+    return SohoModel(tiny_model()).eval()
 
 
 def batch(size=3, pairs=False):
@@ -26,7 +30,7 @@ def batch(size=3, pairs=False):
 )
 def test_logit_shapes(soho, task, pairs, classes):
     answers = [f"a{i}" for i in range(5)] if task == "vqa" else None
-    model = TaskModel(soho, task, answers=answers).eval()
+    model = TaskModel(soho, get(task), answers=answers).eval()
     with torch.no_grad():
         assert model.logits(batch(pairs=pairs)).shape == (3, classes)
     predictions = model.predict(batch(pairs=pairs))
@@ -36,8 +40,8 @@ def test_logit_shapes(soho, task, pairs, classes):
 
 
 def test_text_only_ignores_the_image_and_full_model_does_not(soho):
-    text_only = TaskModel(soho, "snli_ve", text_only=True).eval()
-    full = TaskModel(soho, "snli_ve").eval()
+    text_only = TaskModel(soho, get("snli_ve"), text_only=True).eval()
+    full = TaskModel(soho, get("snli_ve")).eval()
     full.head = text_only.head
     first, second = batch(), batch()
     second["input_ids"], second["attention_mask"] = first["input_ids"], first["attention_mask"]
@@ -47,9 +51,9 @@ def test_text_only_ignores_the_image_and_full_model_does_not(soho):
 
 
 def test_match_matrix_equals_pairwise_scores(soho):
-    model = TaskModel(soho, "retrieval_coco").eval()
+    model = TaskModel(soho, get("retrieval_coco")).eval()
     data = batch(size=4)
-    matrix = model.match_matrix(data["pixels"][:2], data["input_ids"], data["attention_mask"], chunk=3)
+    matrix = match_matrix(model, data["pixels"][:2], data["input_ids"], data["attention_mask"], chunk=3)
     for image in range(2):
         pairs = dict(data, pixels=data["pixels"][image : image + 1].expand(4, -1, -1, -1))
         assert torch.allclose(matrix[:, image], torch.tensor(model.predict(pairs)), atol=1e-5)
@@ -57,11 +61,11 @@ def test_match_matrix_equals_pairwise_scores(soho):
 
 @pytest.mark.parametrize("frames", [None, 3])
 def test_rerank_scores_the_itc_top_k_with_itm_and_ranks_them_first(soho, frames):
-    model = TaskModel(soho, "retrieval_msrvtt" if frames else "retrieval_coco").eval()
+    model = TaskModel(soho, get("retrieval_msrvtt" if frames else "retrieval_coco")).eval()
     data = batch(size=4)
     pixels = torch.randn(5, *((frames,) if frames else ()), 3, 64, 64, generator=torch.Generator().manual_seed(3))
-    full = model.match_matrix(pixels, data["input_ids"], data["attention_mask"], chunk=7)
-    reranked = model.match_matrix(pixels, data["input_ids"], data["attention_mask"], chunk=7, rerank_k=2)
+    full = match_matrix(model, pixels, data["input_ids"], data["attention_mask"], chunk=7)
+    reranked = match_matrix(model, pixels, data["input_ids"], data["attention_mask"], chunk=7, rerank_k=2)
     assert full.shape == reranked.shape == (4, 5)
     rescored = reranked >= 0  # ITM probabilities; the rest keep ITC cosine shifted below -1
     assert (rescored.sum(1) >= 2).all() and (rescored.sum(0) >= 2).all()  # top-2 per text and per image

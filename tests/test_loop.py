@@ -10,20 +10,22 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file
 from torch import nn
 
+from soho.config import ObjectiveParams, OptimParams
 from soho.models.fusion import load_tokenizer
-from soho.models.soho import ModelSpec, SohoModel
-from soho.objectives.pretraining import ObjectiveWeights
+from soho.models.soho import SohoModel
+from soho.objectives.pretraining import Pretraining
 from soho.train import checkpoint
 from soho.train.distributed import DistContext
-from soho.train.loop import LoopConfig, Trainer
-from soho.train.pretrain import Pretraining
+from soho.train.loop import Trainer
+
+from .conftest import tiny_model
 
 
 def tiny_soho():
     torch.manual_seed(0)
     tokenizer = load_tokenizer("minilm")
-    model = SohoModel(ModelSpec(text_layers=1, vd_size=16, vd_dead_after=3))
-    return Pretraining(model, ObjectiveWeights(), tokenizer), model, tokenizer
+    model = SohoModel(tiny_model(vd=16, dead_after=3))
+    return Pretraining(model, ObjectiveParams(), tokenizer), model, tokenizer
 
 
 def soho_batches(tokenizer):
@@ -44,8 +46,8 @@ def soho_batches(tokenizer):
 
 def train_soho(directory, stop_after=None, checkpoint_every=2):
     module, model, tokenizer = tiny_soho()
-    cfg = LoopConfig(steps=5, warmup_steps=2, checkpoint_every=checkpoint_every, log_every=1, seed=3)
-    trainer = Trainer(module, model.trainable_groups(), cfg, directory, progress=False)
+    cfg = OptimParams(steps=5, warmup_steps=2, checkpoint_every=checkpoint_every, log_every=1)
+    trainer = Trainer(module, model.trainable_groups(), cfg, 3, directory, progress=False)
     trainer.fit(soho_batches(tokenizer), stop_after=stop_after)
     return trainer
 
@@ -83,7 +85,7 @@ def test_checkpoint_every_zero_writes_no_step_checkpoint(tmp_path):
 def test_frozen_word_embeddings_and_their_tied_decoder_stay_fixed_while_the_rest_trains(tmp_path):
     torch.manual_seed(0)
     tokenizer = load_tokenizer("minilm")
-    model = SohoModel(ModelSpec(text_layers=1, vd_size=16, freeze_word_embeddings=True))
+    model = SohoModel(tiny_model(vd=16, freeze_words=True))
     words = model.fusion.bert.embeddings.word_embeddings.weight
     assert model.mlm_head.predictions.decoder.weight is words
     assert all(p is not words for group in model.trainable_groups().values() for p in group)
@@ -91,9 +93,9 @@ def test_frozen_word_embeddings_and_their_tied_decoder_stay_fixed_while_the_rest
         words.detach().clone(),
         model.fusion.bert.encoder.layer[0].output.dense.weight.detach().clone(),
     )
-    cfg = LoopConfig(steps=3, lr=1e-3, checkpoint_every=0, log_every=1, seed=3)
+    cfg = OptimParams(steps=3, lr=1e-3, checkpoint_every=0, log_every=1)
     trainer = Trainer(
-        Pretraining(model, ObjectiveWeights(), tokenizer), model.trainable_groups(), cfg, None, progress=False
+        Pretraining(model, ObjectiveParams(), tokenizer), model.trainable_groups(), cfg, 3, None, progress=False
     )
     trainer.fit(soho_batches(tokenizer))
     assert torch.equal(words, before_words)
@@ -122,7 +124,7 @@ def global_batches(rank: int, world: int):
     return batches
 
 
-CFG = LoopConfig(steps=6, lr=0.05, cnn_lr=0.05, warmup_steps=0, checkpoint_every=100, log_every=1, clip=0.0)
+CFG = OptimParams(steps=6, lr=0.05, cnn_lr=0.05, warmup_steps=0, checkpoint_every=100, log_every=1, clip=0.0)
 
 
 def ddp_worker(rank: int, world: int, port: int, out: str) -> None:
@@ -131,7 +133,7 @@ def ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     try:
         model = Regression()
         trainer = Trainer(
-            model, {"transformer": list(model.parameters())}, CFG, None, DistContext(rank, world), progress=False
+            model, {"transformer": list(model.parameters())}, CFG, 0, None, DistContext(rank, world), progress=False
         )
         trainer.fit(global_batches(rank, world))
         if rank == 0:
@@ -149,7 +151,7 @@ def free_port() -> int:
 @pytest.mark.slow
 def test_two_process_ddp_matches_single_process(tmp_path):
     single = Regression()
-    Trainer(single, {"transformer": list(single.parameters())}, CFG, None, progress=False).fit(global_batches(0, 1))
+    Trainer(single, {"transformer": list(single.parameters())}, CFG, 0, None, progress=False).fit(global_batches(0, 1))
     out = tmp_path / "ddp.pt"
     mp.spawn(ddp_worker, args=(2, free_port(), str(out)), nprocs=2, join=True)
     ddp = torch.load(out, weights_only=True)
@@ -160,7 +162,7 @@ def test_two_process_ddp_matches_single_process(tmp_path):
 
 
 def test_a_code_change_changes_the_fingerprint_a_finished_run_is_kept_under(tmp_path):
-    from soho.train.pretrain import code_digest
+    from soho.train.variants import code_digest
 
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "a.py").write_text("x = 1\n")

@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from soho.config import ConfigError, load_params, with_overrides
+from soho.config import ConfigError, ObjectiveParams, load_params, with_overrides
 from soho.models.fusion import load_tokenizer
-from soho.models.soho import ModelSpec, SohoModel
+from soho.models.soho import SohoModel
 from soho.objectives import scl
-from soho.objectives.pretraining import ObjectiveWeights, pretraining_step, scl_masks
+from soho.objectives.pretraining import pretraining_step, scl_masks
 
-from .conftest import REPO
+from .conftest import REPO, tiny_model
 
 
 def _unit(rows: int, dim: int = 16, seed: int = 0) -> torch.Tensor:
@@ -36,7 +36,7 @@ def test_targets_get_no_gradient():
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return SohoModel(ModelSpec(text_layers=1, vd_size=8, pooling="mean", embed_dim=32))
+    return SohoModel(tiny_model(embed_dim=32))
 
 
 def _batch(frames: int | None, size: int = 4):
@@ -81,7 +81,7 @@ def test_scl_masking_reaches_every_frame_of_a_clip():
     assert (per_frame > 0.2).all() and (per_frame < 0.6).all()
 
 
-def _weighted_sum(out: dict, weights: ObjectiveWeights) -> torch.Tensor:
+def _weighted_sum(out: dict, weights: ObjectiveParams) -> torch.Tensor:
     total = sum(
         getattr(weights, name) * out[f"{name}_loss"]
         for name in ("mlm", "mvm", "itm", "itc", "scl")
@@ -94,8 +94,8 @@ def _weighted_sum(out: dict, weights: ObjectiveWeights) -> torch.Tensor:
 def test_switch_adds_or_removes_scl_from_the_total(model, frames):
     batch, tokenizer = _batch(frames)
     special = torch.tensor(tokenizer.all_special_ids)
-    on = ObjectiveWeights(mlm=1.0, mvm=0.5, itm=1.0, itc=1.0, scl=0.7)
-    off = ObjectiveWeights(mlm=1.0, mvm=0.5, itm=1.0, itc=1.0, scl=0.0)
+    on = ObjectiveParams(mlm=1.0, mvm=0.5, itm=1.0, itc=1.0, scl=0.7)
+    off = ObjectiveParams(mlm=1.0, mvm=0.5, itm=1.0, itc=1.0, scl=0.0)
     with_scl = pretraining_step(model, batch, on, special, tokenizer.mask_token_id, torch.Generator().manual_seed(0))
     without = pretraining_step(model, batch, off, special, tokenizer.mask_token_id, torch.Generator().manual_seed(0))
     assert "scl_loss" in with_scl and "scl_loss" not in without

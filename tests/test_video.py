@@ -31,25 +31,32 @@ def test_short_clip_repeats_frames_and_a_still_image_is_one_frame():
 
 
 def test_video_task_batches_are_clips(tiny_shards):
+    from soho.data.loaders import LoaderSpec
     from soho.models.fusion import load_tokenizer
-    from soho.tasks.data import task_pipeline
+    from soho.tasks import get
 
-    batch = next(
-        iter(task_pipeline("retrieval_msrvtt", "train", tiny_shards, load_tokenizer("minilm"), 32, 16, 4, 0, frames=5))
-    )
+    spec = LoaderSpec(tiny_shards, load_tokenizer("minilm"), 32, 16, 4, 0, frames=5)
+    batch = next(iter(get("retrieval_msrvtt").pipeline("train", spec)))
     assert batch["pixels"].shape[1:] == (5, 3, 32, 32)
     assert batch["input_ids"].shape[0] == batch["pixels"].shape[0] == len(batch["image_key"])
     assert torch.isfinite(batch["pixels"]).all()
 
 
 def test_video_frames_take_their_own_size_and_images_keep_the_model_size(tiny_shards):
+    from soho.data.loaders import LoaderSpec
     from soho.models.fusion import load_tokenizer
-    from soho.tasks.data import task_pipeline
+    from soho.tasks import get
 
     tokenizer = load_tokenizer("minilm")
     clips = next(
-        iter(task_pipeline("retrieval_msrvtt", "train", tiny_shards, tokenizer, 32, 16, 2, 0, frames=2, video_size=24))
+        iter(
+            get("retrieval_msrvtt").pipeline(
+                "train", LoaderSpec(tiny_shards, tokenizer, 32, 16, 2, 0, frames=2, video_size=24)
+            )
+        )
     )
-    images = next(iter(task_pipeline("retrieval_coco", "train", tiny_shards, tokenizer, 32, 16, 2, 0, video_size=24)))
+    images = next(
+        iter(get("retrieval_coco").pipeline("train", LoaderSpec(tiny_shards, tokenizer, 32, 16, 2, 0, video_size=24)))
+    )
     assert clips["pixels"].shape[1:] == (2, 3, 24, 24)
     assert images["pixels"].shape[1:] == (3, 32, 32)

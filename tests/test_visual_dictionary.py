@@ -53,10 +53,12 @@ def test_usage_statistics():
 
 
 def small_soho():
-    from soho.models.soho import ModelSpec, SohoModel
+    from soho.models.soho import SohoModel
+
+    from .conftest import tiny_model
 
     torch.manual_seed(0)
-    return SohoModel(ModelSpec(text_layers=1, vd_size=8, pooling="mean"))
+    return SohoModel(tiny_model())
 
 
 def test_pretraining_token_is_the_raw_feature_plus_its_projected_entry():
@@ -71,12 +73,13 @@ def test_pretraining_token_is_the_raw_feature_plus_its_projected_entry():
 
 
 def test_fine_tuning_bypasses_the_dictionary_and_leaves_it_unchanged():
+    from soho.tasks import get
     from soho.tasks.model import TaskModel
 
     model = small_soho().train()
     model.encode_image(torch.randn(4, 3, 64, 64))  # initialise the entries as pre-training would
     entries = model.vd.embedding.clone()
-    task = TaskModel(model, "snli_ve").train()
+    task = TaskModel(model, get("snli_ve")).train()
     pixels = torch.randn(4, 3, 64, 64)
     tokens, indices, _ = model.encode_image(pixels)
     features, _ = model.vision(pixels)

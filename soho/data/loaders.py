@@ -10,11 +10,14 @@ from __future__ import annotations
 import random
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torchvision.transforms import v2
 
+from soho.config import FinetuneParams, ModelParams, OptimParams
 from soho.data import shards
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -55,32 +58,66 @@ def pick(options: list, seed: int, epoch: int, key: str):
     return options[random.Random(f"{seed}:{epoch}:{key}").randrange(len(options))]
 
 
-def caption_pipeline(
-    shards_root: Path,
-    datasets: list[str],
-    split: str,
-    tokenizer,
-    image_size: int,
-    max_length: int,
-    batch_size: int,
-    seed: int,
-    epoch: int,
-    shuffle: int = 0,
-) -> shards.wds.WebDataset:
+@dataclass(frozen=True)
+class LoaderSpec:
+    """How every pipeline (pre-training, fine-tuning, evaluation) turns shards into batches.
+
+    Why one value: the readers, the training loops and the evaluation all need the same
+    handful of settings, and passing them one by one made 12-parameter signatures.
+    ``shuffle`` is the shuffle buffer (0: the shards' order, for evaluation).
+    """
+
+    shards: Path
+    tokenizer: Any
+    image_size: int
+    max_length: int
+    batch_size: int
+    seed: int
+    shuffle: int = 0
+    num_workers: int = 0
+    frames: int = 4  # video: frames sampled per clip
+    video_size: int | None = None  # video: frame side (None: image_size)
+
+    @classmethod
+    def build(
+        cls,
+        shards_root: Path,
+        tokenizer,
+        model: ModelParams,
+        seed: int,
+        optim: OptimParams | None = None,
+        batch_size: int | None = None,
+        finetune: FinetuneParams | None = None,
+    ) -> LoaderSpec:
+        """Training batches when ``optim`` is given (its batch size, shuffle buffer, workers), else evaluation order."""
+        video = {"frames": finetune.video_frames, "video_size": finetune.video_size} if finetune else {}
+        train = {"shuffle": optim.shuffle_buffer, "num_workers": optim.num_workers} if optim else {}
+        size = batch_size if batch_size is not None else optim.batch_size
+        return cls(Path(shards_root), tokenizer, model.image_size, model.text.max_length, size, seed, **train, **video)
+
+    def collate(self) -> Callable[[list[dict]], dict]:
+        return text_collate(self.tokenizer, self.max_length)
+
+    def loader(self, pipeline) -> torch.utils.data.DataLoader:
+        """The DataLoader the training loop iterates (the pipeline batches itself)."""
+        return torch.utils.data.DataLoader(pipeline, batch_size=None, num_workers=self.num_workers)
+
+
+def caption_pipeline(spec: LoaderSpec, datasets: list[str], split: str, epoch: int = 0) -> shards.wds.WebDataset:
     """Image-caption batches (pixels, input_ids, attention_mask, image_key) from captioned shards."""
-    urls = [u for name in datasets for u in shards.shard_urls(shards_root, name, split)]
-    transform = image_transform(image_size)
+    urls = [u for name in datasets for u in shards.shard_urls(spec.shards, name, split)]
+    transform = image_transform(spec.image_size)
 
     def to_sample(sample: dict) -> dict:
         key = sample["__key__"]
         return {
             "pixels": transform(sample["jpg"].convert("RGB")),
-            "text": pick(sample["json"]["captions"], seed, epoch, key),
+            "text": pick(sample["json"]["captions"], spec.seed, epoch, key),
             "image_key": key_id(key),
         }
 
     return shards.pipeline(
-        urls, to_sample, batch_size, text_collate(tokenizer, max_length), shuffle=shuffle, seed=seed + epoch
+        urls, to_sample, spec.batch_size, spec.collate(), shuffle=spec.shuffle, seed=spec.seed + epoch
     )
 
 

@@ -1,1 +1,1 @@
-"""Downstream metrics (retrieval recall, VQA accuracy, classification and consistency)."""
+"""Evaluation: downstream metrics (retrieval recall, VQA accuracy, classification, consistency) and held-out pre-training scores."""

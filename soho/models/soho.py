@@ -6,54 +6,36 @@ entries, ITM on the pooled sequence); downstream heads are in ``heads.py``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-
 import torch
 from torch import nn
 from transformers.models.bert.modeling_bert import BertOnlyMLMHead
 
+from soho.config import ModelParams
 from soho.models.fusion import CrossModalEncoder, load_tokenizer
 from soho.models.vision import VisionEncoder, VisualEmbeddings
 from soho.models.visual_dictionary import VisualDictionary
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """Architecture choices (from ``params.yaml: model``)."""
-
-    vision_arch: str = "resnet"
-    vision_layers: list[int] = field(default_factory=lambda: [1, 1, 1, 1])
-    vision_weights: Path | None = None
-    max_grid: int = 16
-    max_frames: int = 8
-    text_init: str = "minilm"
-    text_layers: int | None = 4
-    vd_size: int = 256  # 0 = no VD (grid features fed directly: an ablation)
-    vd_momentum: float = 0.99
-    vd_dead_after: int = 100
-    embed_dim: int = 256  # the ITC embedding space
-    pooling: str = "cls"  # "cls" (BERT) or "mean" (mean-pooled sentence encoders such as MiniLM)
-    freeze_word_embeddings: bool = False
-
-
 class SohoModel(nn.Module):
-    def __init__(self, spec: ModelSpec):
+    """Built from ``params.yaml: model`` (:class:`soho.config.ModelParams`, where the defaults live)."""
+
+    def __init__(self, spec: ModelParams):
         super().__init__()
         self.spec = spec
-        self.fusion = CrossModalEncoder(spec.text_init, spec.text_layers, pooling=spec.pooling)
-        self.cls_token_id = load_tokenizer(spec.text_init).cls_token_id
+        text, vision, vd = spec.text, spec.vision, spec.vd
+        self.fusion = CrossModalEncoder(text.init, text.num_layers, pooling=text.pooling)
+        self.cls_token_id = load_tokenizer(text.init).cls_token_id
         hidden = self.fusion.hidden
-        self.vision = VisionEncoder(hidden, spec.vision_arch, spec.vision_layers, spec.vision_weights, spec.max_grid)
-        self.vd = VisualDictionary(spec.vd_size, hidden, spec.vd_momentum, spec.vd_dead_after) if spec.vd_size else None
-        self.visual_embeddings = VisualEmbeddings(hidden, spec.max_grid, spec.max_frames)
+        self.vision = VisionEncoder(hidden, vision.arch, list(vision.layers), vision.weights, vision.max_grid)
+        self.vd = VisualDictionary(vd.size, hidden, vd.momentum, vd.dead_after) if vd.size else None
+        self.visual_embeddings = VisualEmbeddings(hidden, vision.max_grid, vision.max_frames)
         self.mlm_head = BertOnlyMLMHead(self.fusion.config)
         self.mlm_head.predictions.decoder.weight = self.fusion.bert.embeddings.word_embeddings.weight
-        if spec.freeze_word_embeddings:  # the tied decoder weight too; its bias still trains
+        if text.freeze_word_embeddings:  # the tied decoder weight too; its bias still trains
             self.fusion.bert.embeddings.word_embeddings.weight.requires_grad_(False)
         # SOHO's pre-training neck (SimpleVDforPre): token = feature + Linear(VD entry); masked tokens
         # become a learned mask embedding
-        self.vd_proj = nn.Linear(hidden, hidden) if spec.vd_size else None
+        self.vd_proj = nn.Linear(hidden, hidden) if vd.size else None
         self.mask_embedding = nn.Parameter(torch.randn(hidden) * 0.02)
         self.quantise = True  # False: the VD is bypassed (SOHO fine-tunes without it, SimpleVDforVQA)
         self.itm_head = nn.Linear(hidden, 2)

@@ -1,35 +1,24 @@
 """The SOHO pre-training step: MLM + MVM on one masked forward, ITM on matched and sampled pairs.
 
-Each objective has a weight; weight 0 removes it (and its forward work) from the step,
-so ablations are parameter sweeps.
+Each objective has a weight (``params.yaml: pretrain.objectives``); weight 0 removes it
+(and its forward work) from the step, so ablations are parameter sweeps.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
+from torch import nn
 
+from soho.config import ObjectiveParams
 from soho.models.soho import SohoModel
+from soho.models.visual_dictionary import VisualDictionary
 from soho.objectives import itc, itm, mlm, mvm, scl
-
-
-@dataclass(frozen=True)
-class ObjectiveWeights:
-    mlm: float = 1.0
-    mvm: float = 1.0
-    itm: float = 1.0
-    mlm_probability: float = 0.15
-    mvm_probability: float = 0.3
-    itc: float = 0.0
-    scl: float = 0.0
-    scl_mask_ratio: float = 0.4
 
 
 def pretraining_step(
     model: SohoModel,
     batch: dict[str, torch.Tensor],
-    weights: ObjectiveWeights,
+    weights: ObjectiveParams,
     special_ids: torch.Tensor | None,
     mask_id: int,
     generator: torch.Generator | None = None,
@@ -83,6 +72,24 @@ def pretraining_step(
         out["vd_indices"] = indices.detach()
     out["loss"] = total
     return out
+
+
+class Pretraining(nn.Module):
+    """Wraps SOHO so that the whole pre-training step is one ``forward`` (as DDP requires)."""
+
+    def __init__(self, model: SohoModel, weights: ObjectiveParams, tokenizer):
+        super().__init__()
+        self.model, self.weights = model, weights
+        self.register_buffer("special_ids", torch.tensor(tokenizer.all_special_ids), persistent=False)
+        self.mask_id = tokenizer.mask_token_id
+        self.generator: torch.Generator | None = None
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        out = pretraining_step(self.model, batch, self.weights, self.special_ids, self.mask_id, self.generator)
+        if "vd_indices" in out and self.model.vd is not None:
+            usage = VisualDictionary.usage(out.pop("vd_indices"), self.model.vd.size)
+            out |= {k: torch.tensor(v) for k, v in usage.items()}
+        return out
 
 
 def itm_pairs(
@@ -139,7 +146,7 @@ def semantic_completion(
     image_target: torch.Tensor,
     text_target: torch.Tensor,
     same: torch.Tensor | None,
-    weights: ObjectiveWeights,
+    weights: ObjectiveParams,
     special_ids: torch.Tensor,
     mask_id: int,
     generator: torch.Generator | None = None,

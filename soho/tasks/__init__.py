@@ -1,14 +1,43 @@
-"""Downstream tasks: fine-tuning and evaluation for image/video-text retrieval, VQA, NLVR2 and SNLI-VE."""
+"""Downstream tasks, looked up by name: image and video retrieval, VQA, NLVR2 and SNLI-VE.
 
-TASKS = ("retrieval_coco", "retrieval_flickr30k", "vqa", "nlvr2", "snli_ve", "retrieval_msrvtt")
+Why a registry: the stages, the fine-tuning loop and the model ask the task what to do
+(``get(name)``), so a new task is one module and one entry here (README, "Add a task").
+Each task's fine-tuning parameters are ``finetune`` with ``finetune.tasks.<name>`` merged over it.
+"""
+
+from __future__ import annotations
+
+from soho.config import ConfigError, FinetuneParams, Params
+from soho.tasks.base import Task
+from soho.tasks.nlvr2 import NLVR2
+from soho.tasks.retrieval import Retrieval
+from soho.tasks.snli_ve import SnliVE
+from soho.tasks.vqa import VQA
+
+REGISTRY: dict[str, Task] = {
+    task.name: task
+    for task in (
+        Retrieval("retrieval_coco", "coco"),
+        Retrieval("retrieval_flickr30k", "flickr30k"),
+        VQA(),
+        NLVR2(),
+        SnliVE(),
+        Retrieval("retrieval_msrvtt", "msrvtt"),  # video: the same encoder over sampled frames
+    )
+}
+TASKS = tuple(REGISTRY)
 
 
-def variants_for(task: str, variants: tuple[str, ...]) -> tuple[str, ...]:
-    """The variants worth training for ``task``.
+def get(name: str) -> Task:
+    if name not in REGISTRY:
+        raise ConfigError(f"unknown task {name!r} (known: {sorted(REGISTRY)})")
+    return REGISTRY[name]
 
-    A text-only model cannot rank images it never sees: every image ties for every query,
-    so its retrieval recall is fixed by the tie rule, not learned. It is skipped there.
-    """
-    if task.startswith("retrieval"):
-        return tuple(v for v in variants if v != "text_only")
-    return tuple(variants)
+
+def finetune_params(params: Params, name: str) -> FinetuneParams:
+    """``finetune`` for task ``name``: the shared defaults with ``finetune.tasks.<name>`` merged over them."""
+    unknown = sorted(set(params.finetune.tasks) - set(REGISTRY))
+    if unknown:
+        raise ConfigError(f"finetune.tasks: unknown task(s) {unknown} (known: {sorted(REGISTRY)})")
+    get(name)
+    return params.finetune.for_task(name)

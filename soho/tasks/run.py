@@ -12,16 +12,17 @@ from pathlib import Path
 import torch
 
 from soho.config import Params
+from soho.data.loaders import LoaderSpec
 from soho.io import atomic_file, write_text
 from soho.models.fusion import load_tokenizer
 from soho.models.soho import SohoModel
-from soho.tasks.data import SPLITS, answers_for, task_pipeline
+from soho.tasks import finetune_params, get
 from soho.tasks.model import TaskModel
 from soho.train import checkpoint
 from soho.train.distributed import DistContext
 from soho.train.loop import Trainer
-from soho.train.pretrain import code_digest, fingerprint, loop_config, model_spec, variant_params
-from soho.train.pretrain import variant_dir as pretrain_dir
+from soho.train.variants import code_digest, fingerprint, variant_params
+from soho.train.variants import variant_dir as pretrain_dir
 
 # Fine-tuning variant -> the pre-training variant it starts from (``scratch``: none).
 STARTS_FROM = {"pretrained": "soho", "text_only": "soho", "pretrained_scl": "scl"}
@@ -40,61 +41,37 @@ def start_fingerprint(params: Params, variant: str) -> str:
 def build(params: Params, task: str, variant: str, answers: list[str] | None) -> TaskModel:
     """SOHO + head, from the pre-trained weights of ``STARTS_FROM[variant]``; ``scratch`` from none."""
     torch.manual_seed(params.seed)
-    model = SohoModel(model_spec(params))
+    model = SohoModel(params.model)
     if variant in STARTS_FROM:
         checkpoint.load_weights(model, pretrain_dir(params, STARTS_FROM[variant]) / "model.safetensors")
-    return TaskModel(
-        model, task, text_only=variant == "text_only", answers=answers, itc_weight=params.finetune.retrieval_itc
-    )
+    itc = finetune_params(params, task).retrieval_itc
+    return TaskModel(model, get(task), text_only=variant == "text_only", answers=answers, itc_weight=itc)
 
 
 def finetune(params: Params, task: str, variant: str, ctx: DistContext, on_log=None, progress: bool = True) -> dict:
     """Train ``variant`` on ``task``'s training split; returns the last logged training metrics."""
     out = variant_dir(params, task, variant)
     train_dir = out / "train"
+    settings = finetune_params(params, task)
     current = (
         start_fingerprint(params, variant)
         + task
         + variant
-        + json.dumps(params.finetune.model_dump(mode="json"))
+        + json.dumps(settings.model_dump(mode="json"))
         + code_digest(("tasks", "eval"))
     )
     checkpoint.start_over_if_changed(train_dir, current, ctx.is_main)
     if checkpoint.is_finished(train_dir, current) and (out / "model.safetensors").exists():
         return {}  # trained by an earlier, interrupted run of the stage
-    answers = answers_for(Path(params.paths.shards), task, params.finetune.answer_vocab)
+    spec_task = get(task)
+    answers = spec_task.classes(Path(params.paths.shards), settings)
     tokenizer = load_tokenizer(params.model.text.init)
     module = build(params, task, variant, answers)
-    optim = params.finetune.optim
-    trainer = Trainer(
-        module,
-        module.model.trainable_groups() | {"head": _head_params(module)},
-        loop_config(optim, params.seed),
-        train_dir,
-        ctx,
-        on_log,
-        progress,
-    )
-
-    def batches(epoch: int):
-        pipeline = task_pipeline(
-            task,
-            SPLITS[task][1],
-            Path(params.paths.shards),
-            tokenizer,
-            params.model.image_size,
-            params.model.text.max_length,
-            optim.batch_size,
-            params.seed,
-            epoch,
-            shuffle=optim.shuffle_buffer,
-            answers=answers,
-            frames=params.finetune.video_frames,
-            video_size=params.finetune.video_size,
-        )
-        return torch.utils.data.DataLoader(pipeline, batch_size=None, num_workers=optim.num_workers)
-
-    final = trainer.fit(batches)
+    optim = settings.optim
+    groups = module.model.trainable_groups() | {"head": _head_params(module)}
+    trainer = Trainer(module, groups, optim, params.seed, train_dir, ctx, on_log, progress)
+    spec = LoaderSpec.build(params.paths.shards, tokenizer, params.model, params.seed, optim=optim, finetune=settings)
+    final = trainer.fit(lambda epoch: spec.loader(spec_task.pipeline(spec_task.train_split, spec, answers, epoch)))
     if ctx.is_main:
         with atomic_file(out / "model.safetensors") as tmp:
             checkpoint.save_model(module, str(tmp))

@@ -17,7 +17,7 @@ import soho
 from soho import tracking
 from soho.config import Params
 from soho.io import write_text
-from soho.tasks import variants_for
+from soho.tasks import finetune_params, get
 from soho.tasks.evaluation import CHANCE, evaluate
 from soho.tasks.run import load_finetuned
 
@@ -28,7 +28,7 @@ def score_task(params: Params, task: str) -> dict[str, dict]:
     report: dict[str, dict] = {}
     submissions: dict[str, list] = {}
     with tracking.stage_run("evaluate", params, task) as mlflow:
-        trained = variants_for(task, params.finetune.variants)
+        trained = get(task).variants(finetune_params(params, task).variants)
         modules = {CHANCE: None} | {variant: load_finetuned(params, task, variant) for variant in trained}
         for variant, scores in evaluate(params, task, modules).items():
             for split, values in scores.items():
@@ -40,7 +40,7 @@ def score_task(params: Params, task: str) -> dict[str, dict]:
         write_text(results / f"{task}.json", json.dumps(report, indent=1, sort_keys=True))
         tracking.log_artifact(mlflow, results / f"{task}.json")
         submission = results / "submissions" / f"{task}.json"
-        write_text(submission, json.dumps(submissions if task != "vqa" else submissions.get("val2014", [])))
+        write_text(submission, json.dumps(get(task).submission(submissions)))
         tracking.log_artifact(mlflow, submission)
         if "pretrained" in modules:
             import mlflow.pytorch

@@ -15,7 +15,6 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,26 +22,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from soho.config import OptimParams
 from soho.train import checkpoint
 from soho.train.distributed import DistContext, mean_across
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LoopConfig:
-    steps: int
-    lr: float = 1e-4
-    cnn_lr: float = 1e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 0
-    grad_accum: int = 1
-    clip: float = 1.0
-    amp: bool = True
-    checkpoint_every: int = 100
-    keep_checkpoints: int = 2
-    log_every: int = 10
-    seed: int = 0
 
 
 def seed_everything(seed: int) -> None:
@@ -50,7 +34,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_optimizer(groups: dict[str, list[nn.Parameter]], cfg: LoopConfig) -> torch.optim.AdamW:
+def build_optimizer(groups: dict[str, list[nn.Parameter]], cfg: OptimParams) -> torch.optim.AdamW:
     """AdamW; the CNN gets ``cnn_lr``; biases and norms get no weight decay.
 
     Fused (one kernel over all parameters, CPU and CUDA): the per-tensor loop of the
@@ -78,19 +62,26 @@ def warmup_linear(warmup: int, total: int) -> Callable[[int], float]:
 
 
 class Trainer:
-    """Runs ``module(batch) -> {"loss": ..., metrics...}`` for ``cfg.steps`` optimiser steps."""
+    """Runs ``module(batch) -> {"loss": ..., metrics...}`` for ``cfg.steps`` optimiser steps.
+
+    ``cfg`` is a schedule of ``params.yaml`` (``pretrain.optim``, ``finetune.optim``); the
+    loader settings in it (batch size, workers, shuffle buffer) are the caller's business.
+    """
 
     def __init__(
         self,
         module: nn.Module,
         groups: dict[str, list[nn.Parameter]],
-        cfg: LoopConfig,
+        cfg: OptimParams,
+        seed: int,
         checkpoint_dir: Path | None,
         ctx: DistContext = DistContext(),
         on_log: Callable[[int, dict[str, float]], None] | None = None,
         progress: bool = True,
+        keep_checkpoints: int = 2,
     ):
-        self.cfg, self.ctx, self.on_log, self.progress = cfg, ctx, on_log, progress
+        self.cfg, self.seed, self.ctx, self.on_log, self.progress = cfg, seed, ctx, on_log, progress
+        self.keep_checkpoints = keep_checkpoints
         self.module = module.to(ctx.device)
         self.model = (
             DistributedDataParallel(self.module, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
@@ -119,7 +110,7 @@ class Trainer:
 
     def save(self) -> None:
         if self.checkpoint_dir is not None and self.ctx.is_main:
-            checkpoint.save(self.checkpoint_dir, self.step, self.module, self.state(), self.cfg.keep_checkpoints)
+            checkpoint.save(self.checkpoint_dir, self.step, self.module, self.state(), self.keep_checkpoints)
 
     def resume(self) -> bool:
         """Continue from the newest checkpoint in ``checkpoint_dir``, if any."""
@@ -139,7 +130,7 @@ class Trainer:
         """Train until ``cfg.steps`` (or ``stop_after`` steps in this call, to simulate a kill)."""
         cfg = self.cfg
         if not self.resume():
-            seed_everything(cfg.seed + self.ctx.rank)
+            seed_everything(self.seed + self.ctx.rank)
         self.model.train()
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not (self.progress and self.ctx.is_main), desc="train")
         last: dict[str, float] = {}

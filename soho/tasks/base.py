@@ -1,0 +1,94 @@
+"""What a downstream task is: its data set and splits, sample mapping, head, loss, prediction and metrics.
+
+Why a class per task family: adding a task (captioning, referring expressions, ...) means
+one new module that subclasses :class:`Task` and registers itself, plus one params entry;
+the stages, the fine-tuning loop and the model look tasks up instead of branching on names.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from soho.config import FinetuneParams
+from soho.data import shards
+from soho.data.loaders import LoaderSpec
+
+if TYPE_CHECKING:
+    from soho.tasks.model import TaskModel
+
+
+class Task:
+    """One downstream task. Subclasses set the class attributes and the sample mapping."""
+
+    name: ClassVar[str]
+    dataset: ClassVar[str]  # the shards it reads: shards/<dataset>/
+    train_split: ClassVar[str]
+    eval_splits: ClassVar[tuple[str, ...]]
+    sees_text_alone: ClassVar[bool] = True  # False: a text-only baseline is meaningless (retrieval)
+
+    def variants(self, variants: tuple[str, ...]) -> tuple[str, ...]:
+        """The fine-tuning variants worth training for this task."""
+        return tuple(v for v in variants if self.sees_text_alone or v != "text_only")
+
+    def classes(self, shards_root: Path, finetune: FinetuneParams) -> list[str] | None:
+        """The classifier's class names when they come from the data (VQA's answers); else None."""
+        return None
+
+    def to_samples(self, spec: LoaderSpec, classes: list[str] | None, epoch: int) -> Callable[[dict], list[dict]]:
+        """One shard sample -> the training / evaluation examples it holds."""
+        raise NotImplementedError
+
+    def pipeline(self, split: str, spec: LoaderSpec, classes: list[str] | None = None, epoch: int = 0):
+        """Batches of ``split``: training batches carry targets, evaluation ones ids too."""
+        urls = shards.shard_urls(spec.shards, self.dataset, split)
+        collate = spec.collate()
+
+        def collate_keys(samples: list[dict]) -> dict:
+            keys = [s.pop("key") for s in samples] if "key" in samples[0] else None
+            batch = collate(samples)
+            if keys is not None:
+                batch["key"] = keys
+            return batch
+
+        to_samples = self.to_samples(spec, classes, epoch)
+        return shards.pipeline(
+            urls, to_samples, spec.batch_size, collate_keys, shuffle=spec.shuffle, seed=spec.seed + epoch, expand=True
+        )
+
+    def head(self, hidden: int, classes: list[str]) -> nn.Module | None:
+        """The task head on the pooled cross-modal output (None: the pre-trained ITM head)."""
+        raise NotImplementedError
+
+    def logits(self, module: TaskModel, batch: dict) -> torch.Tensor:
+        return module.head(module.pooled(batch["pixels"], batch["input_ids"], batch["attention_mask"]))
+
+    def loss(self, module: TaskModel, batch: dict) -> dict[str, torch.Tensor]:
+        logits = self.logits(module, batch)
+        loss = F.cross_entropy(logits, batch["label"])
+        return {"loss": loss, "acc": (logits.argmax(-1) == batch["label"]).float().mean()}
+
+    def predict(self, module: TaskModel, batch: dict) -> list:
+        return self.logits(module, batch).argmax(-1).tolist()
+
+    def submission(self, predictions: dict[str, list]) -> object:
+        """What ``results/submissions/<task>.json`` holds, from the pre-trained variant's rows per split."""
+        return predictions
+
+    def evaluate_split(
+        self,
+        modules: dict[str, TaskModel | None],
+        spec: LoaderSpec,
+        split: str,
+        classes: list[str] | None,
+        finetune: FinetuneParams,
+        rngs: dict[str, random.Random],
+    ) -> dict[str, dict]:
+        """{variant: metrics} on one split; a ``None`` module is chance (drawing from ``rngs[name]``)."""
+        raise NotImplementedError

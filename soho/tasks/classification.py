@@ -1,0 +1,63 @@
+"""Scoring shared by the classification tasks (VQA, NLVR2, SNLI-VE): one decoded pass, every variant.
+
+Why all variants in one pass: each split is read, decoded and resized once and every
+variant scores the same batches. Chance draws from its own seeded generator, in the order
+the batches come, so its numbers do not depend on which other variants are scored (tested).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+from soho.config import FinetuneParams
+from soho.data.loaders import LoaderSpec
+from soho.tasks.base import Task
+
+if TYPE_CHECKING:
+    from soho.tasks.model import TaskModel
+
+
+class ClassificationTask(Task):
+    """A task scored on predicted labels or answers; subclasses say what to collect and how to score it."""
+
+    def chance(self, batch: dict, classes: list[str] | None, rng: random.Random) -> list:
+        """Uniform guesses for one batch."""
+        raise NotImplementedError
+
+    def targets(self, batch: dict) -> dict[str, list]:
+        """What scoring needs from a batch besides the predictions (labels, ids, groups)."""
+        raise NotImplementedError
+
+    def split_context(self, spec: LoaderSpec, split: str) -> dict:
+        """What scoring reads once per split, for every variant (VQA: the annotated questions)."""
+        return {}
+
+    def report(self, guesses: list, targets: dict[str, list], context: dict) -> dict:
+        """Metrics of one variant's guesses (plus ``_predictions``, the submission rows)."""
+        raise NotImplementedError
+
+    def evaluate_split(
+        self,
+        modules: dict[str, TaskModel | None],
+        spec: LoaderSpec,
+        split: str,
+        classes: list[str] | None,
+        finetune: FinetuneParams,
+        rngs: dict[str, random.Random],
+    ) -> dict[str, dict]:
+        predictions: dict[str, list] = {name: [] for name in modules}
+        targets: dict[str, list] = {}
+        for batch in self.pipeline(split, spec, classes):
+            for name, module in modules.items():
+                guess = module.predict(batch) if module is not None else self.chance(batch, classes, rngs[name])
+                predictions[name] += guess
+            for key, values in self.targets(batch).items():
+                targets.setdefault(key, []).extend(values)
+        context = self.split_context(spec, split)
+        return {name: self.report(guesses, targets, context) for name, guesses in predictions.items()}
+
+
+def label_rows(guesses: list, labels: list) -> list[dict]:
+    """Submission rows of a label task: index, prediction, label."""
+    return [{"index": i, "prediction": p, "label": y} for i, (p, y) in enumerate(zip(guesses, labels, strict=True))]

@@ -1,0 +1,104 @@
+"""VQA v2: an answer classifier over the most frequent training answers, soft scores, official accuracy.
+
+As in SOHO / UNITER: an MLP on the pooled output, BCE on the soft scores of the ten
+annotator answers (scaled by the answer count), accuracy by the official evaluator's rules.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from soho.config import FinetuneParams
+from soho.data import loaders, shards
+from soho.data.loaders import LoaderSpec
+from soho.eval import metrics
+from soho.models.heads import mlp_head
+from soho.tasks.classification import ClassificationTask
+
+if TYPE_CHECKING:
+    from soho.tasks.model import TaskModel
+
+
+def answer_vocabulary(shards_root: Path, size: int) -> list[str]:
+    """The ``size`` most frequent normalised answers of the VQA training questions."""
+    counts: Counter[str] = Counter()
+    for url in shards.shard_urls(shards_root, "vqa", "train2014"):
+        for sample in shards.wds.WebDataset(url, shardshuffle=False, empty_check=False).decode():
+            for question in sample["json"]["questions"]:
+                counts.update(metrics.normalize_answer(a) for a in question["answers"])
+    return [answer for answer, _ in counts.most_common(size)]
+
+
+def questions_of(shards_root: Path, split: str) -> dict[int, dict]:
+    """Every annotated question of ``split`` by id (what the official evaluator reads)."""
+    questions = {}
+    for url in shards.shard_urls(shards_root, "vqa", split):
+        for sample in shards.wds.WebDataset(url, shardshuffle=False, empty_check=False).decode():
+            questions |= {q["question_id"]: q for q in sample["json"]["questions"]}
+    return questions
+
+
+class VQA(ClassificationTask):
+    name = "vqa"
+    dataset = "vqa"
+    train_split = "train2014"
+    eval_splits = ("val2014",)
+
+    def classes(self, shards_root: Path, finetune: FinetuneParams) -> list[str]:
+        return answer_vocabulary(shards_root, finetune.answer_vocab)
+
+    def to_samples(self, spec: LoaderSpec, classes: list[str] | None, epoch: int) -> Callable[[dict], list[dict]]:
+        transform = loaders.image_transform(spec.image_size)
+        answer_index = {a: i for i, a in enumerate(classes or [])}
+
+        def to_samples(sample: dict) -> list[dict]:
+            pixels = transform(sample["jpg"].convert("RGB"))
+            out = []
+            for q in sample["json"]["questions"]:
+                target = torch.zeros(len(answer_index))
+                for answer, score in metrics.soft_scores(q["answers"]).items():
+                    if answer in answer_index:
+                        target[answer_index[answer]] = score
+                out.append({"pixels": pixels, "text": q["question"], "target": target, "question_id": q["question_id"]})
+            return out
+
+        return to_samples
+
+    def head(self, hidden: int, classes: list[str]) -> nn.Module:
+        return mlp_head(hidden, 2 * hidden, len(classes))
+
+    def loss(self, module: TaskModel, batch: dict) -> dict[str, torch.Tensor]:
+        logits, target = self.logits(module, batch), batch["target"]  # (B, answers) each
+        # BCE on soft scores, scaled by the answer count (UNITER / SOHO)
+        loss = F.binary_cross_entropy_with_logits(logits, target, reduction="mean") * target.shape[1]
+        return {"loss": loss, "score": target.gather(1, logits.argmax(1, keepdim=True)).mean()}
+
+    def predict(self, module: TaskModel, batch: dict) -> list[str]:
+        return [module.answers[i] for i in self.logits(module, batch).argmax(-1).tolist()]
+
+    def submission(self, predictions: dict[str, list]) -> list[dict]:
+        """The official ``[{"question_id", "answer"}]`` file of the scored split."""
+        return predictions.get(self.eval_splits[0], [])
+
+    def chance(self, batch: dict, classes: list[str] | None, rng: random.Random) -> list[str]:
+        return [rng.choice(classes) for _ in batch["question_id"]]
+
+    def targets(self, batch: dict) -> dict[str, list]:
+        return {"question_id": batch["question_id"].tolist()}
+
+    def split_context(self, spec: LoaderSpec, split: str) -> dict:
+        return {"questions": questions_of(spec.shards, split)}
+
+    def report(self, guesses: list, targets: dict[str, list], context: dict) -> dict:
+        ids = targets["question_id"]
+        report = metrics.vqa_report(dict(zip(ids, guesses, strict=True)), context["questions"])
+        report["_predictions"] = [{"question_id": q, "answer": a} for q, a in zip(ids, guesses, strict=True)]
+        return report
