@@ -9,7 +9,7 @@ from soho.models.soho import ModelSpec, SohoModel
 from soho.objectives import scl
 from soho.objectives.pretraining import ObjectiveWeights, pretraining_step, scl_masks
 
-from .conftest import REPO
+from ..conftest import REPO
 
 
 def _unit(rows: int, dim: int = 16, seed: int = 0) -> torch.Tensor:

@@ -9,7 +9,7 @@ import pytest
 
 from soho import bands, validate
 
-from .conftest import REPO, run_validate_stage
+from ..conftest import REPO, run_validate_stage
 
 # Independent constants from printed tables: z_{0.9995} and the 5% point of chi-square with 4 d.o.f.
 Z_9995, CHI2_05_4 = 3.290527, 0.710723

@@ -9,7 +9,7 @@ import pytest
 from soho import ablations, report, validate
 from soho.config import ConfigError, load_params, with_overrides
 
-from .conftest import REPO, run_validate_stage
+from ..conftest import REPO, run_validate_stage
 
 RESULTS = {
     "retrieval_coco": {
