@@ -1,1 +1,1 @@
-"""End to end on tiny data: stages through DVC, MLflow runs and its UI, downloads from the loopback HTTP server."""
+"""End to end: stages (through DVC or as DVC runs them), the repo's scripts, MLflow and its UI, HTTP downloads."""
