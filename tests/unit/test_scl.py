@@ -9,7 +9,7 @@ from soho.models.soho import SohoModel
 from soho.objectives import scl
 from soho.objectives.pretraining import pretraining_step, scl_masks
 
-from .conftest import REPO, tiny_model
+from ..conftest import REPO, tiny_model
 
 
 def _unit(rows: int, dim: int = 16, seed: int = 0) -> torch.Tensor:

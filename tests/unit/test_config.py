@@ -2,7 +2,7 @@ import pytest
 
 from soho.config import ConfigError, load_params
 
-from .conftest import REPO
+from ..conftest import REPO
 
 
 def write(tmp_path, text: str):

@@ -55,7 +55,7 @@ def test_usage_statistics():
 def small_soho():
     from soho.models.soho import SohoModel
 
-    from .conftest import tiny_model
+    from ..conftest import tiny_model
 
     torch.manual_seed(0)
     return SohoModel(tiny_model())

@@ -9,7 +9,7 @@ import pytest
 from soho.data import download
 from soho.data.download import DownloadError, RetryPolicy
 
-from .support.http_server import FixtureServer
+from ..support.http_server import FixtureServer
 
 pytestmark = pytest.mark.network
 FAST = RetryPolicy(retries=3, backoff_s=0.01, max_backoff_s=0.05, timeout_s=5, chunk_bytes=1024)
@@ -137,7 +137,7 @@ def test_fetch_all_from_manifest_with_manual_source(server, tmp_path):
 
 
 def test_paper_manifest_parses():
-    from .conftest import REPO
+    from ..conftest import REPO
 
     sources = download.load_manifest(REPO / "soho/data/manifests/paper.yaml")
     assert {"coco-train2014", "karpathy-splits", "vqa-annotations-val", "msrvtt"} <= {s.name for s in sources}

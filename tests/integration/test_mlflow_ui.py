@@ -7,7 +7,7 @@ import pytest
 from soho import tracking
 from soho.config import Params
 
-from .support import mlflow_ui
+from ..support import mlflow_ui
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ from soho.data import formats
 from soho.data.catalog import DATASETS
 from soho.data.embedded import datasets
 
-from .conftest import tiny_data
+from ..conftest import tiny_data
 
 
 def tree_sha256(root: Path) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import REPO, tiny_data
+from ..conftest import REPO, tiny_data
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent

@@ -8,7 +8,7 @@ from soho.tasks import get
 from soho.tasks.model import TaskModel
 from soho.tasks.retrieval import match_matrix
 
-from .conftest import tiny_model
+from ..conftest import tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""Several processes: DDP through torch.distributed (gloo on CPU)."""

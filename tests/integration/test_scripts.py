@@ -1,0 +1,44 @@
+"""The repo's scripts on the committed tree: check_lock.py (dvc.lock versus the tree) and make_bands.py."""
+
+import subprocess
+import sys
+
+import pytest
+
+from ..conftest import REPO
+
+
+@pytest.mark.slow
+def test_lock_check_passes_on_the_committed_tree_and_names_a_changed_dependency(tmp_path):
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
+    check = [sys.executable, str(REPO / "scripts" / "check_lock.py"), str(clone)]
+    for ignored in ("soho/models/__pycache__/fusion.cpython-311.pyc", "soho/train/.pytest_cache/x"):
+        (clone / ignored).parent.mkdir(parents=True, exist_ok=True)
+        (clone / ignored).write_bytes(b"what git ignores is not part of the tree")
+    clean = subprocess.run(check, capture_output=True, text=True)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    (clone / "results" / "submissions" / "vqa.json").unlink()  # a committed output, gone
+    with (clone / "soho" / "report.py").open("a") as handle:
+        handle.write("\n# a change the lock has not seen\n")
+    (clone / "params.yaml").write_text((clone / "params.yaml").read_text().replace("seed: 0", "seed: 7"))
+    changed = subprocess.run(check, capture_output=True, text=True)
+    assert changed.returncode == 1
+    assert "report: dep soho/report.py modified" in changed.stdout
+    assert "pretrain: parameter params.yaml:seed modified" in changed.stdout
+    assert "finetune@vqa: out results/submissions/vqa.json deleted" in changed.stdout
+
+
+def test_committed_bands_are_what_make_bands_gives_for_the_committed_runs_and_claims(tmp_path):
+    out = tmp_path / "embedded.yaml"
+    runs = sorted(str(path) for path in (REPO / "reference" / "runs").iterdir() if path.is_dir())
+    result = subprocess.run(
+        [sys.executable, "scripts/make_bands.py", *runs, "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert out.read_text() == (REPO / "reference" / "embedded.yaml").read_text(), (
+        "reference/embedded.yaml is stale: re-run scripts/make_bands.py reference/runs/*"
+    )

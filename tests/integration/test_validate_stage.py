@@ -1,0 +1,68 @@
+"""The `validate` stage as DVC runs it, on a scratch copy of the repo: bands, claims, a missing reference."""
+
+import json
+
+from soho import validate
+
+from ..conftest import run_validate_stage
+
+
+def test_validate_stage_passes_on_the_committed_results_and_fails_on_a_perturbed_one(repo_copy):
+    ok = run_validate_stage(repo_copy)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "inside their band" in ok.stdout
+    path = repo_copy / "results" / "snli_ve.json"
+    perturbed = json.loads(path.read_text())
+    perturbed["pretrained"]["test"]["accuracy"] = -1.0
+    path.write_text(json.dumps(perturbed))
+    bad = run_validate_stage(repo_copy)
+    assert bad.returncode == 1
+    assert "snli_ve/pretrained/test/accuracy" in bad.stdout and "LOW" in bad.stdout
+
+
+def test_validate_skips_only_the_bands_of_a_variant_switched_off_in_params(repo_copy):
+    for path in (repo_copy / "results").glob("*.json"):
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and data.pop("pretrained_scl", None) is not None:
+            path.write_text(json.dumps(data))
+    missing = run_validate_stage(repo_copy)
+    assert missing.returncode == 1 and "pretrained_scl" in missing.stdout and "MISSING" in missing.stdout
+    params = (repo_copy / "params.yaml").read_text()
+    (repo_copy / "params.yaml").write_text(
+        params.replace("[pretrained, pretrained_scl, scratch, text_only]", "[pretrained, scratch, text_only]")
+    )
+    off = run_validate_stage(repo_copy)
+    assert off.returncode == 0, off.stdout + off.stderr
+    assert "skipped" in off.stdout and "pretrained_scl" in off.stdout
+    path = repo_copy / "results" / "vqa.json"
+    perturbed = json.loads(path.read_text())
+    perturbed["pretrained"]["val2014"]["overall"] = 0.0
+    path.write_text(json.dumps(perturbed))
+    assert run_validate_stage(repo_copy).returncode == 1  # the other bands still hold
+
+
+def test_a_missing_reference_file_is_a_one_line_error_naming_it(repo_copy):
+    (repo_copy / "reference" / "embedded.yaml").unlink()
+    result = run_validate_stage(repo_copy)
+    assert result.returncode == 2
+    assert "reference/embedded.yaml: reference file not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_names_each_established_claim_broken_by_copying_scratch_over_pretrained(repo_copy):
+    established = [e.claim for e in validate.claims(repo_copy / "reference", "embedded") if e.established]
+    against_scratch = [c for c in established if c.worse and "/scratch/" in c.worse]
+    assert against_scratch, "the committed reference establishes no claim against the scratch baseline"
+    before = run_validate_stage(repo_copy)
+    assert before.returncode == 0, before.stdout + before.stderr
+    assert all(f"claim {c.name}: holds" in before.stdout for c in established)
+    for path in (repo_copy / "results").glob("*.json"):
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and "scratch" in data:
+            for variant in ("pretrained", "pretrained_scl"):
+                data[variant] = data["scratch"]
+            path.write_text(json.dumps(data))
+    after = run_validate_stage(repo_copy)
+    assert after.returncode == 1
+    for claim in against_scratch:
+        assert f"validate: claim broken: {claim.name}: {claim.says}" in after.stdout
