@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -17,11 +18,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from soho.config import FinetuneParams
-from soho.data import shards
+from soho.data import loaders, shards
 from soho.data.loaders import LoaderSpec
 
 if TYPE_CHECKING:
     from soho.tasks.model import TaskModel
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """What scoring a split needs besides the models: its reader, the classes, the task's parameters, chance's RNGs."""
+
+    spec: LoaderSpec
+    classes: list[str] | None
+    finetune: FinetuneParams
+    rngs: dict[str, random.Random]
 
 
 class Task:
@@ -29,7 +40,7 @@ class Task:
 
     name: ClassVar[str]
     dataset: ClassVar[str]  # the shards it reads: shards/<dataset>/
-    train_split: ClassVar[str]
+    train_split: ClassVar[str] = "train"
     eval_splits: ClassVar[tuple[str, ...]]
     sees_text_alone: ClassVar[bool] = True  # False: a text-only baseline is meaningless (retrieval)
 
@@ -42,7 +53,12 @@ class Task:
         return None
 
     def to_samples(self, spec: LoaderSpec, classes: list[str] | None, epoch: int) -> Callable[[dict], list[dict]]:
-        """One shard sample -> the training / evaluation examples it holds."""
+        """One shard sample -> the training / evaluation examples it holds (images at ``spec.image_size``)."""
+        transform = loaders.image_transform(spec.image_size)
+        return lambda sample: self.examples(sample, transform)
+
+    def examples(self, sample: dict, transform: Callable) -> list[dict]:
+        """The examples of one decoded shard sample, its images through ``transform``."""
         raise NotImplementedError
 
     def pipeline(self, split: str, spec: LoaderSpec, classes: list[str] | None = None, epoch: int = 0):
@@ -81,14 +97,6 @@ class Task:
         """What ``results/submissions/<task>.json`` holds, from the pre-trained variant's rows per split."""
         return predictions
 
-    def evaluate_split(
-        self,
-        modules: dict[str, TaskModel | None],
-        spec: LoaderSpec,
-        split: str,
-        classes: list[str] | None,
-        finetune: FinetuneParams,
-        rngs: dict[str, random.Random],
-    ) -> dict[str, dict]:
-        """{variant: metrics} on one split; a ``None`` module is chance (drawing from ``rngs[name]``)."""
+    def evaluate_split(self, modules: dict[str, TaskModel | None], split: str, scoring: Scoring) -> dict[str, dict]:
+        """{variant: metrics} on one split; a ``None`` module is chance (drawing from ``scoring.rngs[name]``)."""
         raise NotImplementedError

@@ -10,9 +10,8 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
-from soho.config import FinetuneParams
 from soho.data.loaders import LoaderSpec
-from soho.tasks.base import Task
+from soho.tasks.base import Scoring, Task
 
 if TYPE_CHECKING:
     from soho.tasks.model import TaskModel
@@ -37,20 +36,13 @@ class ClassificationTask(Task):
         """Metrics of one variant's guesses (plus ``_predictions``, the submission rows)."""
         raise NotImplementedError
 
-    def evaluate_split(
-        self,
-        modules: dict[str, TaskModel | None],
-        spec: LoaderSpec,
-        split: str,
-        classes: list[str] | None,
-        finetune: FinetuneParams,
-        rngs: dict[str, random.Random],
-    ) -> dict[str, dict]:
+    def evaluate_split(self, modules: dict[str, TaskModel | None], split: str, scoring: Scoring) -> dict[str, dict]:
         predictions: dict[str, list] = {name: [] for name in modules}
         targets: dict[str, list] = {}
+        spec, classes = scoring.spec, scoring.classes
         for batch in self.pipeline(split, spec, classes):
             for name, module in modules.items():
-                guess = module.predict(batch) if module is not None else self.chance(batch, classes, rngs[name])
+                guess = module.predict(batch) if module is not None else self.chance(batch, classes, scoring.rngs[name])
                 predictions[name] += guess
             for key, values in self.targets(batch).items():
                 targets.setdefault(key, []).extend(values)

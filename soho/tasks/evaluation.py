@@ -15,6 +15,7 @@ from soho.config import Params
 from soho.data.loaders import LoaderSpec
 from soho.models.fusion import load_tokenizer
 from soho.tasks import finetune_params, get
+from soho.tasks.base import Scoring
 from soho.tasks.model import TaskModel
 
 CHANCE = "chance"  # the variant name of uniform guessing: no model
@@ -40,7 +41,8 @@ def evaluate(params: Params, task: str, variants: dict[str, TaskModel | None]) -
     classes = spec_task.classes(Path(params.paths.shards), settings)
     rngs = {name: random.Random(params.seed) for name, module in variants.items() if module is None}
     results: dict[str, dict] = {name: {} for name in variants}
+    scoring = Scoring(spec, classes, settings, rngs)
     for split in spec_task.eval_splits:
-        for name, report in spec_task.evaluate_split(variants, spec, split, classes, settings, rngs).items():
+        for name, report in spec_task.evaluate_split(variants, split, scoring).items():
             results[name][split] = report
     return results

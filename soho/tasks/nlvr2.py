@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from soho.data import loaders
-from soho.data.loaders import LoaderSpec
 from soho.eval import metrics
 from soho.models.heads import mlp_head
 from soho.tasks.classification import ClassificationTask, label_rows
@@ -30,20 +28,13 @@ def sentence_group(key: str) -> str:
 
 
 class NLVR2(ClassificationTask):
-    name = "nlvr2"
-    dataset = "nlvr2"
-    train_split = "train"
+    name = dataset = "nlvr2"
     eval_splits = ("dev", "test1")
 
-    def to_samples(self, spec: LoaderSpec, classes: list[str] | None, epoch: int) -> Callable[[dict], list[dict]]:
-        transform = loaders.image_transform(spec.image_size)
-
-        def to_samples(sample: dict) -> list[dict]:
-            pixels = torch.stack([transform(sample[k].convert("RGB")) for k in ("img0.png", "img1.png")])
-            label = int(bool(sample["json"]["label"]))
-            return [{"pixels": pixels, "text": sample["json"]["sentence"], "label": label, "key": sample["__key__"]}]
-
-        return to_samples
+    def examples(self, sample: dict, transform: Callable) -> list[dict]:
+        pixels = torch.stack([transform(sample[k].convert("RGB")) for k in ("img0.png", "img1.png")])  # (2, 3, H, W)
+        label = int(bool(sample["json"]["label"]))
+        return [{"pixels": pixels, "text": sample["json"]["sentence"], "label": label, "key": sample["__key__"]}]
 
     def head(self, hidden: int, classes: list[str]) -> nn.Module:
         return mlp_head(2 * hidden, 2 * hidden, 2)  # both images' pooled outputs, concatenated

@@ -9,7 +9,6 @@ the top ``finetune.retrieval_rerank_k`` of each query (ALBEF; 0 = ITM on every p
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -21,7 +20,7 @@ from soho.data.loaders import LoaderSpec
 from soho.eval import metrics
 from soho.objectives import itm
 from soho.objectives.pretraining import pretraining_step
-from soho.tasks.base import Task
+from soho.tasks.base import Scoring, Task
 
 if TYPE_CHECKING:
     from soho.tasks.model import TaskModel
@@ -33,7 +32,6 @@ class Retrieval(Task):
     def __init__(self, name: str, dataset: str):
         self.name, self.dataset = name, dataset
 
-    train_split = "train"
     eval_splits = ("test",)
     sees_text_alone = False  # without the image every image ties for every caption
 
@@ -76,17 +74,10 @@ class Retrieval(Task):
     def predict(self, module: TaskModel, batch: dict) -> list[float]:
         return self.logits(module, batch).softmax(-1)[:, 1].tolist()
 
-    def evaluate_split(
-        self,
-        modules: dict[str, TaskModel | None],
-        spec: LoaderSpec,
-        split: str,
-        classes: list[str] | None,
-        finetune: FinetuneParams,
-        rngs: dict[str, random.Random],
-    ) -> dict[str, dict]:
-        inputs = self.inputs(spec, split, finetune.retrieval_max_images or None)
-        return {name: recall_report(module, inputs, spec.seed, finetune) for name, module in modules.items()}
+    def evaluate_split(self, modules: dict[str, TaskModel | None], split: str, scoring: Scoring) -> dict[str, dict]:
+        finetune = scoring.finetune
+        inputs = self.inputs(scoring.spec, split, finetune.retrieval_max_images or None)
+        return {name: recall_report(module, inputs, scoring.spec.seed, finetune) for name, module in modules.items()}
 
     def inputs(self, spec: LoaderSpec, split: str, limit: int | None) -> dict[str, torch.Tensor]:
         """Each image once (``pixels`` (I,...)), every caption (``ids``/``masks`` (T,L)) and its image (T,)."""

@@ -7,8 +7,6 @@ from collections.abc import Callable
 
 from torch import nn
 
-from soho.data import loaders
-from soho.data.loaders import LoaderSpec
 from soho.eval import metrics
 from soho.models.heads import mlp_head
 from soho.tasks.classification import ClassificationTask, label_rows
@@ -17,22 +15,13 @@ LABELS = ("entailment", "neutral", "contradiction")
 
 
 class SnliVE(ClassificationTask):
-    name = "snli_ve"
-    dataset = "snli_ve"
-    train_split = "train"
+    name = dataset = "snli_ve"
     eval_splits = ("dev", "test")
 
-    def to_samples(self, spec: LoaderSpec, classes: list[str] | None, epoch: int) -> Callable[[dict], list[dict]]:
-        transform = loaders.image_transform(spec.image_size)
-
-        def to_samples(sample: dict) -> list[dict]:
-            pixels = transform(sample["jpg"].convert("RGB"))
-            return [
-                {"pixels": pixels, "text": h["hypothesis"], "label": LABELS.index(h["label"])}
-                for h in sample["json"]["hypotheses"]
-            ]
-
-        return to_samples
+    def examples(self, sample: dict, transform: Callable) -> list[dict]:
+        pixels = transform(sample["jpg"].convert("RGB"))  # one image, several hypotheses
+        hypotheses = sample["json"]["hypotheses"]
+        return [{"pixels": pixels, "text": h["hypothesis"], "label": LABELS.index(h["label"])} for h in hypotheses]
 
     def head(self, hidden: int, classes: list[str]) -> nn.Module:
         return mlp_head(hidden, 2 * hidden, len(LABELS))
