@@ -1,0 +1,64 @@
+"""The task registry and per-task fine-tuning parameters."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from soho.config import ConfigError, load_params, with_overrides
+from soho.data.catalog import DATASETS
+from soho.tasks import REGISTRY, TASKS, finetune_params, get
+
+from ..conftest import REPO
+
+
+def test_every_task_reads_a_catalogued_data_set_and_is_found_by_name():
+    assert TASKS == ("retrieval_coco", "retrieval_flickr30k", "vqa", "nlvr2", "snli_ve", "retrieval_msrvtt")
+    for name in TASKS:
+        task = get(name)
+        assert task.name == name and task.dataset in DATASETS
+        assert task.train_split and task.eval_splits
+    with pytest.raises(ConfigError, match=r"unknown task 'captioning' \(known: \["):
+        get("captioning")
+
+
+def test_retrieval_has_no_text_only_variant_and_the_others_keep_every_variant():
+    every = ("pretrained", "pretrained_scl", "scratch", "text_only")
+    assert get("retrieval_coco").variants(every) == ("pretrained", "pretrained_scl", "scratch")
+    assert get("vqa").variants(every) == every
+
+
+def test_a_task_override_merges_over_the_shared_fine_tuning_parameters():
+    params = load_params(REPO / "params.yaml")
+    shared = params.finetune
+    tuned = with_overrides(params, {"finetune.tasks": {"vqa": {"answer_vocab": 32, "optim": {"steps": 100}}}})
+    vqa, nlvr2 = finetune_params(tuned, "vqa"), finetune_params(tuned, "nlvr2")
+    assert vqa.optim.steps == 100 and vqa.answer_vocab == 32
+    assert vqa.optim.batch_size == shared.optim.batch_size and vqa.optim.lr == shared.optim.lr  # the rest is shared
+    assert nlvr2.optim == shared.optim and nlvr2.answer_vocab == shared.answer_vocab
+    assert finetune_params(params, "vqa") == shared
+
+
+def test_a_bad_task_override_names_its_dotted_key():
+    params = load_params(REPO / "params.yaml")
+    with pytest.raises(ConfigError, match=r"tasks\.vqa\.optim\.steps: Input should be greater than 0"):
+        with_overrides(params, {"finetune.tasks": {"vqa": {"optim": {"steps": 0}}}})
+    with pytest.raises(ConfigError, match=r"tasks\.nlvr2\.optim\.stepz: Extra inputs are not permitted"):
+        with_overrides(params, {"finetune.tasks": {"nlvr2": {"optim": {"stepz": 5}}}})
+    unknown = with_overrides(params, {"finetune.tasks": {"vqaa": {"optim": {"steps": 5}}}})
+    with pytest.raises(ConfigError, match=r"finetune\.tasks: unknown task\(s\) \['vqaa'\]"):
+        finetune_params(unknown, "vqa")
+
+
+def test_no_code_outside_the_task_modules_branches_on_a_task_name():
+    names = "|".join(REGISTRY)
+    branch = re.compile(rf"""task(\.name)?\s*(==|!=|in)\s*\(?["'](?:{names})|task\.startswith\(""")
+    task_modules = {p.name for p in (REPO / "soho" / "tasks").glob("*.py")} - {"__init__.py"}
+    offenders = [
+        f"{path.relative_to(REPO)}:{number}"
+        for path in [*Path(REPO / "soho").rglob("*.py"), *Path(REPO / "stages").glob("*.py")]
+        if not (path.parent.name == "tasks" and path.name in task_modules)
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if branch.search(line)
+    ]
+    assert offenders == []
