@@ -13,12 +13,15 @@ import hashlib
 import json
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from soho.config import Params, flatten
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+# The first part of every MLflow metric key (README, "Metric keys"): where in a stage the value comes from.
+PHASES = ("train", "final", "heldout", "eval", "download", "shard", "validate")
 
 
 def git_commit() -> str:
@@ -61,6 +64,48 @@ def stage_run(stage: str, params: Params, task: str | None = None, run_name: str
         for start in range(0, len(items), 100):
             mlflow.log_params(dict(items[start : start + 100]))
         yield mlflow
+
+
+def metric_key(phase: str, *names: str) -> str:
+    """The one shape of an MLflow metric key: ``<phase>/<name>[/<name>...]``, e.g. ``eval/pretrained/test/accuracy``.
+
+    Why: MLflow's UI groups charts by the part before the first ``/``, and one shape lets a
+    query name a metric without knowing which stage logged it (README, "Metric keys").
+    """
+    if phase not in PHASES:
+        raise ValueError(f"metric phase {phase!r} is not one of {list(PHASES)}")
+    for name in names:
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValueError(f"metric name part {name!r} (phase {phase}) must be a non-empty string without '/'")
+    return "/".join((phase, *names))
+
+
+def phase_metrics(phase: str, values: Mapping[str, Any], *prefix: str) -> dict[str, float]:
+    """Every number in ``values``, nested mappings too, keyed ``<phase>/<path>``; other values are left out.
+
+    ``phase_metrics("shard", {"coco": {"train": {"samples": 12}}})`` -> ``{"shard/coco/train/samples": 12}``.
+    """
+    found: dict[str, float] = {}
+    for name, value in values.items():
+        if isinstance(value, Mapping):
+            found |= phase_metrics(phase, value, *prefix, str(name))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            found[metric_key(phase, *prefix, str(name))] = value
+    return found
+
+
+def results_metrics(values: Mapping[str, float]) -> dict[str, float]:
+    """A results file's flat ``<phase>_<name>`` keys as MLflow keys: ``heldout_mlm_acc`` -> ``heldout/mlm_acc``.
+
+    The file keeps its own keys (a DVC metric); only the MLflow names follow the convention.
+    """
+    found: dict[str, float] = {}
+    for key, value in values.items():
+        phase, _, name = key.partition("_")
+        if phase not in PHASES or not name:
+            raise ValueError(f"results key {key!r} does not start with a phase ({', '.join(PHASES)}) and '_'")
+        found[metric_key(phase, name)] = value
+    return found
 
 
 def step_logger(mlflow) -> Callable[[int, dict], None]:
