@@ -2,8 +2,12 @@
 
 Tracking URI from ``MLFLOW_TRACKING_URI`` (default: a SQLite file ``mlflow.db`` in the
 working directory, git-ignored); one experiment per profile (``soho-embedded``,
-``soho-paper``). Tags: stage, task, profile, git commit, and ``pipeline_id``, taken from
-``SOHO_PIPELINE_ID`` when set, else derived from the commit and the parameters.
+``soho-paper``). Tags: stage, task, profile, git commit, and ``pipeline_id``, which the
+caller passes (``soho.stage`` reads it once per stage execution; without one given, it is
+:func:`derived_pipeline_id`, from the commit and the parameters).
+
+Why the id is an argument: read from ``os.environ`` deep inside, it made stages set the
+environment to group their runs (ablate did), and the tag said nothing about who chose it.
 """
 
 from __future__ import annotations
@@ -32,16 +36,17 @@ def git_commit() -> str:
         return "unknown"
 
 
-def pipeline_id(params: Params) -> str:
-    if explicit := os.environ.get("SOHO_PIPELINE_ID"):
-        return explicit
+def derived_pipeline_id(params: Params) -> str:
+    """The id of a pipeline nobody named: 12 hex digits of the parameters and the commit."""
     blob = json.dumps(params.model_dump(mode="json"), sort_keys=True) + git_commit()
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 @contextlib.contextmanager
-def stage_run(stage: str, params: Params, task: str | None = None, run_name: str | None = None) -> Iterator[object]:
-    """Start an MLflow run for one stage execution; yields the ``mlflow`` module."""
+def stage_run(
+    stage: str, params: Params, task: str | None = None, run_name: str | None = None, *, pipeline_id: str
+) -> Iterator[object]:
+    """Start an MLflow run for one stage execution, tagged ``pipeline_id``; yields the ``mlflow`` module."""
     import logging
 
     import mlflow
@@ -54,7 +59,7 @@ def stage_run(stage: str, params: Params, task: str | None = None, run_name: str
         "stage": stage,
         "profile": params.profile,
         "git_commit": git_commit(),
-        "pipeline_id": pipeline_id(params),
+        "pipeline_id": pipeline_id,
     }
     if task:
         tags["task"] = task

@@ -99,7 +99,7 @@ def test_pretrain_stage_writes_checkpoint_metrics_and_mlflow_run(project):
     assert curve[0].startswith("step,") and len(curve) == 4
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     [experiment] = [e for e in client.search_experiments() if e.name == "soho-embedded"]
-    [logged] = client.search_runs([experiment.experiment_id])
+    [logged] = client.search_runs([experiment.experiment_id], "tags.stage = 'pretrain'")
     assert logged.data.tags["stage"] == "pretrain" and logged.data.tags["profile"] == "embedded"
     assert logged.data.params["pretrain.optim.steps"] == "3"
     assert len(client.get_metric_history(logged.info.run_id, "loss")) == 3
