@@ -6,7 +6,9 @@ travelled through ``os.environ``. Here the three stages run in this process (as
 """
 
 import inspect
+import json
 import runpy
+import shutil
 import sys
 
 import pytest
@@ -81,6 +83,41 @@ def test_download_shard_and_validate_each_open_exactly_one_run_tagged_with_their
     for name, logged in found["by_stage"].items():
         assert logged.info.run_name == name and logged.info.status == "FINISHED"
         assert logged.data.tags["profile"] == "embedded" and logged.data.params["seed"] == "0"
+
+
+def test_each_stage_logs_what_it_did_under_the_metric_key_convention(pipeline):
+    root, _ = pipeline
+    found = runs(root, PIPELINE)
+    download, shard, validate = (found["by_stage"][name].data for name in ("download", "shard", "validate"))
+    assert download.tags["download.source"] == "generated"
+    assert download.metrics["download/files"] > 10 and download.metrics["download/bytes"] > 10_000
+    stats = json.loads((root / "shards" / "stats.json").read_text())
+    assert shard.metrics == tracking.phase_metrics("shard", stats)
+    assert shard.metrics["shard/datasets/coco/train/samples"] == 12 and shard.metrics["shard/total/bad"] == 0
+    run_id = found["by_stage"]["shard"].info.run_id
+    assert [a.path for a in found["client"].list_artifacts(run_id)] == ["stats.json"]
+    assert validate.metrics["validate/bands/failed"] == 0 and validate.metrics["validate/bands/checked"] > 50
+    assert validate.metrics["validate/claims/broken"] == 0 and validate.metrics["validate/claims/established"] >= 1
+    assert validate.tags["validate.outcome"] == "passed"
+    claims = {k.removeprefix("validate.claim."): v for k, v in validate.tags.items() if k.startswith("validate.claim.")}
+    assert claims and set(claims.values()) <= {"holds", "open"}
+    assert all(key.split("/")[0] in tracking.PHASES for data in (download, shard, validate) for key in data.metrics)
+
+
+def test_a_failing_validate_still_logs_its_counts_and_its_run_is_failed(pipeline, env):
+    root, patch = env
+    results = root / "bad-results"
+    shutil.copytree(REPO / "results", results, ignore=shutil.ignore_patterns("submissions"))
+    metrics = json.loads((results / "pretrain.json").read_text())
+    (results / "pretrain.json").write_text(json.dumps(metrics | {"heldout_itm_acc": -1.0}))
+    (root / "bad").mkdir()
+    params = write_params(root / "bad", results)
+    with pytest.raises(SystemExit) as exit_:
+        run_stage(patch, "validate", params, "--pipeline-id", "kit-fail", "--reference-dir", str(REPO / "reference"))
+    assert exit_.value.code == 1
+    [logged] = runs(root, "kit-fail")["runs"]
+    assert logged.info.status == "FAILED" and logged.data.tags["validate.outcome"] == "failed"
+    assert logged.data.metrics["validate/bands/failed"] >= 1
 
 
 def probe(patch, *argv: str, own_runs: bool = True, body=None) -> tuple[int, list]:
