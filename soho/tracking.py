@@ -114,10 +114,10 @@ def results_metrics(values: Mapping[str, float]) -> dict[str, float]:
 
 
 def step_logger(mlflow) -> Callable[[int, dict], None]:
-    """The training loop's ``on_log`` callback: per-step metrics into the active MLflow run."""
+    """The training loop's ``on_log`` callback: per-step metrics into the active MLflow run, as ``train/<name>``."""
 
     def on_log(step: int, metrics: dict) -> None:
-        mlflow.log_metrics(metrics, step=step)
+        mlflow.log_metrics({metric_key("train", name): value for name, value in metrics.items()}, step=step)
 
     return on_log
 

@@ -37,3 +37,14 @@ def test_results_metrics_turn_the_committed_pretraining_keys_into_phase_keys(nam
     assert {key.split("/")[0] for key in keys} == {"final", "heldout"}
     with pytest.raises(ValueError, match="'throughput' does not start with a phase"):
         tracking.results_metrics({"throughput": 1.0})
+
+
+def test_step_logger_logs_each_training_step_under_train():
+    logged = []
+
+    class Recorder:
+        def log_metrics(self, metrics, step):
+            logged.append((step, metrics))
+
+    tracking.step_logger(Recorder())(5, {"loss": 2.5, "lr": 1e-4})
+    assert logged == [(5, {"train/loss": 2.5, "train/lr": 1e-4})]
