@@ -15,7 +15,7 @@ python -m pytest "$@"
 python scripts/check_lock.py
 if [ "${SOHO_SKIP_PIPELINE:-0}" != "1" ]; then
   start=$(date +%s)
-  # one id for every MLflow run of this `dvc repro` (tag pipeline_id)
+  # one id for every MLflow run of this `dvc repro` (tag pipeline_id); soho/stage.py reads it once per stage
   export SOHO_PIPELINE_ID="${SOHO_PIPELINE_ID:-$(date -u +%Y%m%dT%H%M%S)-$$}"
   dvc repro
   echo "test.sh: embedded dvc repro (validate included) took $(( $(date +%s) - start )) s"

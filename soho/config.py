@@ -2,8 +2,8 @@
 
 Why: every stage reads the same file, so a typo or an impossible value must fail
 before any work starts, naming the dotted key and the reason. The profile
-(``embedded`` or ``paper``) is one key; the paper profile is an overlay file
-(``profiles/paper.yaml``) merged over ``params.yaml``. Environment variables
+(one of ``PROFILES``) is resolved once, by :func:`resolve_profile`; the paper profile is an
+overlay file (``profiles/paper.yaml``) merged over ``params.yaml``. Environment variables
 ``SOHO_<SECTION>__<KEY>`` override both (e.g. ``SOHO_SHARD__MAX_BAD_FRACTION=0.1``).
 """
 
@@ -15,9 +15,10 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
-PROFILES = ("embedded", "paper")
+PROFILES = ("embedded", "paper")  # the one list: Params.profile, stage.run's --profile, load_params
 
 
 class ConfigError(ValueError):
@@ -234,7 +235,7 @@ class Params(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SOHO_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
-    profile: Literal["embedded", "paper"] = "embedded"
+    profile: Literal[PROFILES] = "embedded"
     seed: int = Field(default=0, ge=0)
     paths: Paths = Paths()
     data: SyntheticData = SyntheticData()
@@ -268,7 +269,20 @@ class Params(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment beats the YAML files, which arrive as init kwargs.
-        return env_settings, init_settings
+        return _EnvWithoutProfile(settings_cls), init_settings
+
+
+class _EnvWithoutProfile(EnvSettingsSource):
+    """``SOHO_*`` overrides, except ``SOHO_PROFILE``: :func:`load_params` reads that one.
+
+    Why: the profile also picks the overlay file, so it is resolved in one place; read again
+    here, it could name one profile while the other one's overlay is merged.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        if field_name == "profile":
+            return None, field_name, False
+        return super().get_field_value(field, field_name)
 
 
 def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
@@ -304,19 +318,34 @@ def _format_errors(source: str, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def resolve_profile(flag: str | None, env: str | None, in_file: Any, source: str = "params.yaml") -> str:
+    """The one rule for the profile: ``--profile`` or ``SOHO_PROFILE``, else the file's ``profile:`` key.
+
+    Flag and environment must agree when both are given (a :class:`ConfigError` names both);
+    either beats the file, like every ``SOHO_*`` override. Default: ``embedded``.
+    """
+    if flag and env and flag != env:
+        raise ConfigError(
+            f"profile: --profile {flag} and SOHO_PROFILE={env} disagree; give one of them, or the same in both"
+        )
+    chosen = flag or env or in_file or "embedded"
+    if chosen not in PROFILES:
+        raise ConfigError(f"{source}: profile: must be one of {list(PROFILES)} (got {chosen!r})")
+    return chosen
+
+
 def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> Params:
     """Load ``params.yaml``, merge the profile overlay and env overrides, validate.
 
-    The profile is taken from (highest first) the ``profile`` argument, ``SOHO_PROFILE``,
-    then the ``profile`` key of the file. Raises :class:`ConfigError` naming each bad key.
+    ``profile`` is the ``--profile`` flag; :func:`resolve_profile` says which profile wins.
+    The overlay merged is ``profiles/<params.profile>.yaml``. Raises :class:`ConfigError`
+    naming each bad key.
     """
     import os
 
     path = Path(path)
     raw = read_yaml(path)
-    chosen = profile or os.environ.get("SOHO_PROFILE") or raw.get("profile", "embedded")
-    if chosen not in PROFILES:
-        raise ConfigError(f"{path}: profile: must be one of {list(PROFILES)} (got {chosen!r})")
+    chosen = resolve_profile(profile, os.environ.get("SOHO_PROFILE"), raw.get("profile"), str(path))
     if chosen != "embedded":
         overlay_path = path.parent / "profiles" / f"{chosen}.yaml"
         raw = deep_merge(raw, read_yaml(overlay_path))

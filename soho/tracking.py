@@ -2,8 +2,12 @@
 
 Tracking URI from ``MLFLOW_TRACKING_URI`` (default: a SQLite file ``mlflow.db`` in the
 working directory, git-ignored); one experiment per profile (``soho-embedded``,
-``soho-paper``). Tags: stage, task, profile, git commit, and ``pipeline_id``, taken from
-``SOHO_PIPELINE_ID`` when set, else derived from the commit and the parameters.
+``soho-paper``). Tags: stage, task, profile, git commit, and ``pipeline_id``, which the
+caller passes (``soho.stage`` reads it once per stage execution; without one given, it is
+:func:`derived_pipeline_id`, from the commit and the parameters).
+
+Why the id is an argument: read from ``os.environ`` deep inside, it made stages set the
+environment to group their runs (ablate did), and the tag said nothing about who chose it.
 """
 
 from __future__ import annotations
@@ -13,12 +17,15 @@ import hashlib
 import json
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from soho.config import Params, flatten
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+# The first part of every MLflow metric key (README, "Metric keys"): where in a stage the value comes from.
+PHASES = ("train", "final", "heldout", "eval", "download", "shard", "validate")
 
 
 def git_commit() -> str:
@@ -29,16 +36,17 @@ def git_commit() -> str:
         return "unknown"
 
 
-def pipeline_id(params: Params) -> str:
-    if explicit := os.environ.get("SOHO_PIPELINE_ID"):
-        return explicit
+def derived_pipeline_id(params: Params) -> str:
+    """The id of a pipeline nobody named: 12 hex digits of the parameters and the commit."""
     blob = json.dumps(params.model_dump(mode="json"), sort_keys=True) + git_commit()
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 @contextlib.contextmanager
-def stage_run(stage: str, params: Params, task: str | None = None, run_name: str | None = None) -> Iterator[object]:
-    """Start an MLflow run for one stage execution; yields the ``mlflow`` module."""
+def stage_run(
+    stage: str, params: Params, task: str | None = None, run_name: str | None = None, *, pipeline_id: str
+) -> Iterator[object]:
+    """Start an MLflow run for one stage execution, tagged ``pipeline_id``; yields the ``mlflow`` module."""
     import logging
 
     import mlflow
@@ -51,7 +59,7 @@ def stage_run(stage: str, params: Params, task: str | None = None, run_name: str
         "stage": stage,
         "profile": params.profile,
         "git_commit": git_commit(),
-        "pipeline_id": pipeline_id(params),
+        "pipeline_id": pipeline_id,
     }
     if task:
         tags["task"] = task
@@ -63,11 +71,53 @@ def stage_run(stage: str, params: Params, task: str | None = None, run_name: str
         yield mlflow
 
 
+def metric_key(phase: str, *names: str) -> str:
+    """The one shape of an MLflow metric key: ``<phase>/<name>[/<name>...]``, e.g. ``eval/pretrained/test/accuracy``.
+
+    Why: MLflow's UI groups charts by the part before the first ``/``, and one shape lets a
+    query name a metric without knowing which stage logged it (README, "Metric keys").
+    """
+    if phase not in PHASES:
+        raise ValueError(f"metric phase {phase!r} is not one of {list(PHASES)}")
+    for name in names:
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValueError(f"metric name part {name!r} (phase {phase}) must be a non-empty string without '/'")
+    return "/".join((phase, *names))
+
+
+def phase_metrics(phase: str, values: Mapping[str, Any], *prefix: str) -> dict[str, float]:
+    """Every number in ``values``, nested mappings too, keyed ``<phase>/<path>``; other values are left out.
+
+    ``phase_metrics("shard", {"coco": {"train": {"samples": 12}}})`` -> ``{"shard/coco/train/samples": 12}``.
+    """
+    found: dict[str, float] = {}
+    for name, value in values.items():
+        if isinstance(value, Mapping):
+            found |= phase_metrics(phase, value, *prefix, str(name))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            found[metric_key(phase, *prefix, str(name))] = value
+    return found
+
+
+def results_metrics(values: Mapping[str, float]) -> dict[str, float]:
+    """A results file's flat ``<phase>_<name>`` keys as MLflow keys: ``heldout_mlm_acc`` -> ``heldout/mlm_acc``.
+
+    The file keeps its own keys (a DVC metric); only the MLflow names follow the convention.
+    """
+    found: dict[str, float] = {}
+    for key, value in values.items():
+        phase, _, name = key.partition("_")
+        if phase not in PHASES or not name:
+            raise ValueError(f"results key {key!r} does not start with a phase ({', '.join(PHASES)}) and '_'")
+        found[metric_key(phase, name)] = value
+    return found
+
+
 def step_logger(mlflow) -> Callable[[int, dict], None]:
-    """The training loop's ``on_log`` callback: per-step metrics into the active MLflow run."""
+    """The training loop's ``on_log`` callback: per-step metrics into the active MLflow run, as ``train/<name>``."""
 
     def on_log(step: int, metrics: dict) -> None:
-        mlflow.log_metrics(metrics, step=step)
+        mlflow.log_metrics({metric_key("train", name): value for name, value in metrics.items()}, step=step)
 
     return on_log
 

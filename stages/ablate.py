@@ -20,14 +20,15 @@ def main(params, args) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     ctx = distributed.init_from_env()
     report: dict[str, dict] = {}
-    os.environ.setdefault("SOHO_PIPELINE_ID", tracking.pipeline_id(params))  # rows differ in params, not pipeline
     for name, overrides in ablations.rows(params).items():
         row_params = ablations.ablation_params(params, name, overrides)
         folder = ablations.out_dir(params, name)
         if not ctx.is_main:
             pretrain.run(row_params, ctx, progress=False, out_dir=folder)
             continue
-        with tracking.stage_run("ablate", row_params, task=None, run_name=f"ablate@{name}") as mlflow:
+        with tracking.stage_run(
+            "ablate", row_params, None, f"ablate@{name}", pipeline_id=args.kit.pipeline_id
+        ) as mlflow:
             mlflow.set_tags({"ablation": name, "overrides": json.dumps(overrides, sort_keys=True)})
 
             metrics = pretrain.run(row_params, ctx, tracking.step_logger(mlflow), out_dir=folder)
@@ -38,4 +39,4 @@ def main(params, args) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(stage.run("ablate", main))
+    sys.exit(stage.run("ablate", main, own_runs=True))

@@ -17,8 +17,8 @@ def add_task(parser) -> None:
 
 def main(params, args) -> None:
     """Evaluate each fine-tuned variant (and chance) on the task's evaluation splits."""
-    score_task(params, args.task)
+    score_task(params, args.task, args.kit.pipeline_id)
 
 
 if __name__ == "__main__":
-    sys.exit(stage.run("evaluate", main, add_task))
+    sys.exit(stage.run("evaluate", main, add_task, own_runs=True))

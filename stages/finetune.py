@@ -27,14 +27,14 @@ def main(params, args) -> None:
         if not ctx.is_main:
             finetune(params, args.task, variant, ctx, progress=False)
             continue
-        with tracking.stage_run("finetune", params, args.task) as mlflow:
+        with tracking.stage_run("finetune", params, args.task, pipeline_id=args.kit.pipeline_id) as mlflow:
             mlflow.set_tag("variant", variant)
 
             final = finetune(params, args.task, variant, ctx, tracking.step_logger(mlflow))
             mlflow.log_metrics({f"final_{k}": v for k, v in final.items()})
     if ctx.is_main:
-        score_task(params, args.task)
+        score_task(params, args.task, args.kit.pipeline_id)
 
 
 if __name__ == "__main__":
-    sys.exit(stage.run("finetune", main, add_task))
+    sys.exit(stage.run("finetune", main, add_task, own_runs=True))

@@ -32,7 +32,7 @@ def main(params, args) -> None:
     if not ctx.is_main:
         pretrain.run(trained, ctx, progress=False, out_dir=out_dir)
         return
-    with tracking.stage_run(name, trained) as mlflow:
+    with tracking.stage_run(name, trained, pipeline_id=args.kit.pipeline_id) as mlflow:
         mlflow.set_tag("world_size", ctx.world_size)
 
         metrics = pretrain.run(trained, ctx, tracking.step_logger(mlflow), out_dir=out_dir)
@@ -45,4 +45,4 @@ def main(params, args) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(stage.run("pretrain", main, add_variant))
+    sys.exit(stage.run("pretrain", main, add_variant, own_runs=True))

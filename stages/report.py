@@ -43,9 +43,8 @@ def main(params, args) -> None:
     write_text(results / "table.md", markdown)
     if args.readme:
         embed_in_readme(Path(args.readme), markdown)
-    with tracking.stage_run("report", params) as mlflow:
-        for path in (results / "table.md", results / "table.json"):
-            tracking.log_artifact(mlflow, path)
+    for path in (results / "table.md", results / "table.json"):
+        args.kit.log_artifact(path)
 
 
 def add_args(parser) -> None:

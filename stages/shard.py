@@ -1,8 +1,13 @@
-"""DVC stage `shard`: raw/ -> WebDataset tars under shards/<dataset>/, stats in shards/stats.json."""
+"""DVC stage `shard`: raw/ -> WebDataset tars under shards/<dataset>/, stats in shards/stats.json.
+
+The stats also go to the stage's MLflow run, keyed by their path in stats.json
+(``shard/datasets/coco/train/samples``, ``shard/total/bad``), with stats.json as an artifact.
+"""
 
 import json
 import logging
 import sys
+from pathlib import Path
 
 from soho import stage
 from soho.data import shards
@@ -15,6 +20,8 @@ def main(params, args) -> None:
         cfg.datasets, params.paths.raw, params.paths.shards, cfg.max_samples_per_shard, cfg.max_bad_fraction
     )
     logging.getLogger("shard").info("wrote %s", json.dumps(summary["total"]))
+    args.kit.log_metrics("shard", summary)
+    args.kit.log_artifact(Path(params.paths.shards) / "stats.json")
 
 
 if __name__ == "__main__":

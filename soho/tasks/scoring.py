@@ -22,12 +22,12 @@ from soho.tasks.evaluation import CHANCE, evaluate
 from soho.tasks.run import load_finetuned
 
 
-def score_task(params: Params, task: str) -> dict[str, dict]:
+def score_task(params: Params, task: str, pipeline_id: str) -> dict[str, dict]:
     """Evaluate each variant (and chance) on the task's evaluation splits; one MLflow run ``evaluate@<task>``."""
     results = Path(params.paths.results)
     report: dict[str, dict] = {}
     submissions: dict[str, list] = {}
-    with tracking.stage_run("evaluate", params, task) as mlflow:
+    with tracking.stage_run("evaluate", params, task, pipeline_id=pipeline_id) as mlflow:
         trained = get(task).variants(finetune_params(params, task).variants)
         modules = {CHANCE: None} | {variant: load_finetuned(params, task, variant) for variant in trained}
         for variant, scores in evaluate(params, task, modules).items():

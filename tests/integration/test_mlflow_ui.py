@@ -18,8 +18,7 @@ def store(tmp_path_factory, monkeypatch_module):
     root = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     monkeypatch_module.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch_module.setenv("SOHO_PIPELINE_ID", "pipeline-under-test")
-    with tracking.stage_run("evaluate", Params(), task="snli_ve") as mlflow:
+    with tracking.stage_run("evaluate", Params(), task="snli_ve", pipeline_id="pipeline-under-test") as mlflow:
         mlflow.log_metrics({"pretrained.test.accuracy": 87.25, "scratch.test.accuracy": 61.5})
         run = mlflow.active_run()
     return uri, run.info.experiment_id, run.info.run_id

@@ -99,10 +99,10 @@ def test_pretrain_stage_writes_checkpoint_metrics_and_mlflow_run(project):
     assert curve[0].startswith("step,") and len(curve) == 4
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     [experiment] = [e for e in client.search_experiments() if e.name == "soho-embedded"]
-    [logged] = client.search_runs([experiment.experiment_id])
+    [logged] = client.search_runs([experiment.experiment_id], "tags.stage = 'pretrain'")
     assert logged.data.tags["stage"] == "pretrain" and logged.data.tags["profile"] == "embedded"
     assert logged.data.params["pretrain.optim.steps"] == "3"
-    assert len(client.get_metric_history(logged.info.run_id, "loss")) == 3
+    assert len(client.get_metric_history(logged.info.run_id, "train/loss")) == 3
     artifacts = {a.path for a in client.list_artifacts(logged.info.run_id)}
     assert {"pretrain.json", "pretrain.csv", "checkpoint"} <= artifacts
 
@@ -129,7 +129,7 @@ def test_pretrain_scl_stage_trains_the_same_model_with_scl_on(project):
     assert logged.info.run_name == "pretrain_scl"
     assert logged.data.params["pretrain.objectives.scl"] == "1.0"
     assert logged.data.params["pretrain.objectives.itc"] == "1.0"
-    assert "scl_loss" in logged.data.metrics
+    assert "train/scl_loss" in logged.data.metrics
 
 
 def test_plots_show_renders_the_pretraining_curves(project):
