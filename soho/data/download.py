@@ -29,19 +29,22 @@ class DownloadError(RuntimeError):
     """A download or extraction failed; the message names the URL or file."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Source:
-    """One manifest entry: where a file comes from and how to check and unpack it."""
+    """One manifest entry: where a file comes from and how to check and unpack it.
+
+    Keyword fields only, as the manifest names them: nine fields are too many to pass by position.
+    """
 
     name: str
     url: str
+    manual: str | None = None  # instructions when the file cannot be fetched automatically
     filename: str
     sha256: str | None = None
     size: int | None = None
     extract_to: str | None = None
     members: dict[str, str] = field(default_factory=dict)
     place_as: str | None = None  # a plain (non-archive) file: its path under raw/
-    manual: str | None = None  # instructions when the file cannot be fetched automatically
 
 
 def load_manifest(path: Path) -> list[Source]:

@@ -9,7 +9,7 @@ Bad records raise :class:`FormatError` naming the file, the record and the field
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,8 +80,11 @@ def load_json(path: Path) -> Any:
         raise FormatError(f"{path}: not valid JSON ({err})") from None
 
 
-def iter_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, record) for each non-empty line of a JSON-lines file."""
+def iter_json_lines(path: Path) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """(line number, where, record) for each non-empty line of a JSON-lines file.
+
+    ``where`` (``file: line 3``) names the line in the errors its fields raise.
+    """
     try:
         handle = open(path, encoding="utf-8")  # noqa: SIM115 - closed by the with below
     except FileNotFoundError:
@@ -90,13 +93,14 @@ def iter_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
+            where = f"{path}: line {number}"
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise FormatError(f"{path}: line {number}: not valid JSON ({err})") from None
+                raise FormatError(f"{where}: not valid JSON ({err})") from None
             if not isinstance(record, dict):
-                raise FormatError(f"{path}: line {number}: expected an object")
-            yield number, record
+                raise FormatError(f"{where}: expected an object")
+            yield number, where, record
 
 
 def require(record: dict[str, Any], key: str, where: str) -> Any:
@@ -105,22 +109,52 @@ def require(record: dict[str, Any], key: str, where: str) -> Any:
     return record[key]
 
 
+def require_choice(
+    record: dict[str, Any],
+    key: str,
+    choices: Collection[Any],
+    where: str,
+    *,
+    expected: str = "",
+    fold: Callable[[Any], Any] | None = None,
+) -> Any:
+    """Field ``key`` (through ``fold`` when given) if it is one of ``choices``; else an error saying what it may be."""
+    value = require(record, key, where)
+    chosen = fold(value) if fold else value
+    if chosen not in choices:
+        raise FormatError(f"{where}: field {key!r} must be {expected or f'one of {sorted(choices)}'} (got {value!r})")
+    return chosen
+
+
+def iter_entries(path: Path, data: Any, key: str | None = None) -> Iterator[tuple[str, Any]]:
+    """(where, entry) for each entry of a JSON list: the file's top level, or its field ``key``.
+
+    ``where`` (``file: images[3]``, ``file: [3]`` at the top level) names the entry in the
+    errors its fields raise.
+    """
+    entries = data
+    if key is not None:
+        entries = require(data, key, str(path)) if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise FormatError(f"{path}: {'top level' if key is None else f'field {key!r}'} must be a list")
+    for index, entry in enumerate(entries):
+        yield f"{path}: {key or ''}[{index}]", entry
+
+
+def stripped_texts(entry: dict[str, Any], key: str, text_key: str, where: str) -> list[str]:
+    """The stripped ``text_key`` of each item in ``entry[key]`` (Karpathy sentences, VG region phrases)."""
+    items = require(entry, key, where)
+    return [require(item, text_key, f"{where}.{key}[{i}]").strip() for i, item in enumerate(items)]
+
+
 def read_karpathy(path: Path, image_root: Path) -> list[CaptionedImage]:
     """Karpathy split JSON (``dataset_coco.json`` / ``dataset_flickr30k.json``); restval counts as train."""
     path = Path(path)
-    data = load_json(path)
-    images = require(data, "images", str(path)) if isinstance(data, dict) else None
-    if not isinstance(images, list):
-        raise FormatError(f"{path}: field 'images' must be a list")
     records = []
-    for index, entry in enumerate(images):
-        where = f"{path}: images[{index}]"
+    for where, entry in iter_entries(path, load_json(path), "images"):
         filename = require(entry, "filename", where)
-        split = require(entry, "split", where)
-        if split not in KARPATHY_SPLITS:
-            raise FormatError(f"{where}: field 'split' must be one of {sorted(KARPATHY_SPLITS)} (got {split!r})")
-        sentences = require(entry, "sentences", where)
-        captions = [require(s, "raw", f"{where}.sentences[{i}]").strip() for i, s in enumerate(sentences)]
+        split = require_choice(entry, "split", KARPATHY_SPLITS, where)
+        captions = stripped_texts(entry, "sentences", "raw", where)
         if not captions:
             raise FormatError(f"{where}: no sentences")
         folder = Path(image_root) / entry.get("filepath", "")
@@ -132,18 +166,12 @@ def read_karpathy(path: Path, image_root: Path) -> list[CaptionedImage]:
 def read_vg_regions(path: Path, image_root: Path) -> list[CaptionedImage]:
     """Visual Genome ``region_descriptions.json``: each image with its region phrases."""
     path = Path(path)
-    data = load_json(path)
-    if not isinstance(data, list):
-        raise FormatError(f"{path}: top level must be a list of images")
     records = []
-    for index, entry in enumerate(data):
-        where = f"{path}: [{index}]"
+    for where, entry in iter_entries(path, load_json(path)):
         image_id = entry.get("id", entry.get("image_id"))
         if image_id is None:
             raise FormatError(f"{where}: missing field 'id'")
-        regions = require(entry, "regions", where)
-        phrases = [require(r, "phrase", f"{where}.regions[{i}]").strip() for i, r in enumerate(regions)]
-        phrases = [p for p in phrases if p]
+        phrases = [p for p in stripped_texts(entry, "regions", "phrase", where) if p]
         if phrases:
             records.append(CaptionedImage(str(image_id), Path(image_root) / f"{image_id}.jpg", "train", phrases))
     return records
@@ -152,14 +180,12 @@ def read_vg_regions(path: Path, image_root: Path) -> list[CaptionedImage]:
 def read_vqa(questions_path: Path, annotations_path: Path | None = None) -> list[VqaQuestion]:
     """VQA v2 questions, joined with their annotations when the file exists (test sets have none)."""
     questions_path = Path(questions_path)
-    questions = require(load_json(questions_path), "questions", str(questions_path))
     annotations: dict[int, dict[str, Any]] = {}
     if annotations_path is not None and Path(annotations_path).exists():
-        for i, ann in enumerate(require(load_json(annotations_path), "annotations", str(annotations_path))):
-            annotations[int(require(ann, "question_id", f"{annotations_path}: annotations[{i}]"))] = ann
+        for where, ann in iter_entries(annotations_path, load_json(annotations_path), "annotations"):
+            annotations[int(require(ann, "question_id", where))] = ann
     records = []
-    for index, q in enumerate(questions):
-        where = f"{questions_path}: questions[{index}]"
+    for where, q in iter_entries(questions_path, load_json(questions_path), "questions"):
         qid = int(require(q, "question_id", where))
         ann = annotations.get(qid)
         if annotations and ann is None:
@@ -185,12 +211,11 @@ def read_nlvr2(path: Path, image_dir: Path) -> list[Nlvr2Example]:
     """NLVR2 JSON lines; images ``<stem>-img0.png``/``-img1.png`` (under ``directory`` when given)."""
     path = Path(path)
     records = []
-    for number, row in iter_json_lines(path):
-        where = f"{path}: line {number}"
+    for _, where, row in iter_json_lines(path):
         identifier = str(require(row, "identifier", where))
-        label = str(require(row, "label", where)).lower()
-        if label not in NLVR2_LABELS:
-            raise FormatError(f"{where}: field 'label' must be True or False (got {row['label']!r})")
+        label = require_choice(
+            row, "label", NLVR2_LABELS, where, expected="True or False", fold=lambda v: str(v).lower()
+        )
         stem = identifier.rsplit("-", 1)[0]
         folder = Path(image_dir) / str(row["directory"]) if "directory" in row else Path(image_dir)
         records.append(
@@ -209,11 +234,8 @@ def read_snli_ve(path: Path, image_root: Path) -> list[EntailmentExample]:
     """SNLI-VE JSON lines over Flickr30k images; labels contradiction/entailment/neutral."""
     path = Path(path)
     records = []
-    for number, row in iter_json_lines(path):
-        where = f"{path}: line {number}"
-        label = require(row, "gold_label", where)
-        if label not in SNLI_VE_LABELS:
-            raise FormatError(f"{where}: field 'gold_label' must be one of {list(SNLI_VE_LABELS)} (got {label!r})")
+    for number, where, row in iter_json_lines(path):
+        label = require_choice(row, "gold_label", SNLI_VE_LABELS, where)
         image = str(require(row, "Flikr30kID", where))
         filename = image if image.endswith(".jpg") else f"{image}.jpg"
         records.append(
@@ -232,16 +254,13 @@ def read_msrvtt(path: Path, video_root: Path) -> list[Video]:
     """MSR-VTT ``MSRVTT_data.json``: videos with split and their captions."""
     path = Path(path)
     data = load_json(path)
-    videos = require(data, "videos", str(path))
     captions: dict[str, list[str]] = {}
-    for i, sentence in enumerate(require(data, "sentences", str(path))):
-        where = f"{path}: sentences[{i}]"
+    for where, sentence in iter_entries(path, data, "sentences"):
         captions.setdefault(str(require(sentence, "video_id", where)), []).append(
             str(require(sentence, "caption", where))
         )
     records = []
-    for index, video in enumerate(videos):
-        where = f"{path}: videos[{index}]"
+    for where, video in iter_entries(path, data, "videos"):
         video_id = str(require(video, "video_id", where))
         records.append(
             Video(

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from soho.data import formats
 from soho.data.catalog import DATASETS
-from soho.data.embedded import datasets
+from soho.data.embedded import datasets, task_sets
 
 from ..conftest import tiny_data
 
@@ -44,7 +44,7 @@ def test_every_format_is_written_and_sized_by_params(tiny_raw):
     )
     assert len(flickr) == 12 and all(r.path.exists() for r in flickr)
     assert len(formats.read_vg_regions(tiny_raw / "vg" / "region_descriptions.json", tiny_raw / "vg" / "VG_100K")) == 5
-    for split, name in datasets.NLVR2_SPLIT.items():
+    for split, name in task_sets.NLVR2_SPLIT.items():
         rows = formats.read_nlvr2(tiny_raw / "nlvr2" / f"{name}.json", tiny_raw / "nlvr2" / "images" / name)
         assert len(rows) == getattr(cfg.nlvr2, split)
         assert all(r.left.exists() and r.right.exists() for r in rows)
@@ -102,7 +102,7 @@ def test_snli_ve_text_alone_scores_at_most_half():
     from soho.data.embedded import scenes
 
     rng = random.Random(0)
-    rows = [datasets.snli_ve_hypothesis(scenes.sample_scene(rng, 3), rng, 3) for _ in range(3000)]
+    rows = [task_sets.snli_ve_hypothesis(scenes.sample_scene(rng, 3), rng, 3) for _ in range(3000)]
     labels = Counter(label for _, label in rows)
     assert abs(labels["entailment"] / 3000 - 0.25) < 0.03 and abs(labels["neutral"] / 3000 - 0.25) < 0.03
     by_template: dict[tuple, Counter] = {}
