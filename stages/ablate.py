@@ -12,13 +12,13 @@ from pathlib import Path
 
 from soho import ablations, stage, tracking
 from soho.io import write_text
-from soho.train import distributed, pretrain
+from soho.train import pretrain
 
 
 def main(params, args) -> None:
     """Pre-train every ablation row on the shared short schedule and collect its held-out metrics."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    ctx = distributed.init_from_env()
+    ctx = args.kit.ctx  # torchrun initialised by the stage kit
     report: dict[str, dict] = {}
     for name, overrides in ablations.rows(params).items():
         row_params = ablations.ablation_params(params, name, overrides)
@@ -32,7 +32,7 @@ def main(params, args) -> None:
             mlflow.set_tags({"ablation": name, "overrides": json.dumps(overrides, sort_keys=True)})
 
             metrics = pretrain.run(row_params, ctx, tracking.step_logger(mlflow), out_dir=folder)
-            mlflow.log_metrics(metrics)
+            mlflow.log_metrics(tracking.results_metrics(metrics))
         report[name] = ablations.summary(metrics)
     if ctx.is_main:
         write_text(Path(params.paths.results) / "ablations.json", json.dumps(report, indent=1, sort_keys=True))

@@ -12,7 +12,6 @@ from soho import stage, tracking
 from soho.tasks import TASKS, finetune_params, get
 from soho.tasks.run import finetune
 from soho.tasks.scoring import score_task
-from soho.train import distributed
 
 
 def add_task(parser) -> None:
@@ -22,7 +21,7 @@ def add_task(parser) -> None:
 def main(params, args) -> None:
     """Fine-tune every variant of one task, then score them all."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    ctx = distributed.init_from_env()
+    ctx = args.kit.ctx  # torchrun initialised by the stage kit
     for variant in get(args.task).variants(finetune_params(params, args.task).variants):
         if not ctx.is_main:
             finetune(params, args.task, variant, ctx, progress=False)
@@ -31,7 +30,7 @@ def main(params, args) -> None:
             mlflow.set_tag("variant", variant)
 
             final = finetune(params, args.task, variant, ctx, tracking.step_logger(mlflow))
-            mlflow.log_metrics({f"final_{k}": v for k, v in final.items()})
+            mlflow.log_metrics(tracking.phase_metrics("final", final))
     if ctx.is_main:
         score_task(params, args.task, args.kit.pipeline_id)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from soho import stage, tracking
 from soho.io import write_text
-from soho.train import distributed, pretrain, variants
+from soho.train import pretrain, variants
 from soho.train.curves import CurveLog, write_csv
 
 
@@ -24,7 +24,7 @@ def add_variant(parser) -> None:
 def main(params, args) -> None:
     """Pre-train one variant, evaluate it on held-out pairs, write the checkpoint and metrics."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    ctx = distributed.init_from_env()
+    ctx = args.kit.ctx  # torchrun initialised by the stage kit
     name = variants.VARIANTS[args.variant]
     trained = variants.variant_params(params, args.variant)
     out_dir = variants.variant_dir(params, args.variant)
@@ -36,7 +36,7 @@ def main(params, args) -> None:
         mlflow.set_tag("world_size", ctx.world_size)
 
         metrics = pretrain.run(trained, ctx, tracking.step_logger(mlflow), out_dir=out_dir)
-        mlflow.log_metrics(metrics)
+        mlflow.log_metrics(tracking.results_metrics(metrics))
         write_text(results / f"{name}.json", json.dumps(metrics, indent=1, sort_keys=True))
         write_csv(results / "plots" / f"{name}.csv", CurveLog(out_dir / "train" / "curves.jsonl").rows())
         for path in (results / f"{name}.json", results / "plots" / f"{name}.csv"):

@@ -35,7 +35,7 @@ def score_task(params: Params, task: str, pipeline_id: str) -> dict[str, dict]:
                 predictions = values.pop("_predictions", None)
                 if predictions is not None and variant == "pretrained":
                     submissions[split] = predictions
-                mlflow.log_metrics({f"{variant}.{split}.{k}": v for k, v in values.items()})
+                mlflow.log_metrics(tracking.phase_metrics("eval", values, variant, split))
             report[variant] = scores
         write_text(results / f"{task}.json", json.dumps(report, indent=1, sort_keys=True))
         tracking.log_artifact(mlflow, results / f"{task}.json")

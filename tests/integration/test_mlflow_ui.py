@@ -19,7 +19,7 @@ def store(tmp_path_factory, monkeypatch_module):
     uri = f"sqlite:///{root / 'mlflow.db'}"
     monkeypatch_module.setenv("MLFLOW_TRACKING_URI", uri)
     with tracking.stage_run("evaluate", Params(), task="snli_ve", pipeline_id="pipeline-under-test") as mlflow:
-        mlflow.log_metrics({"pretrained.test.accuracy": 87.25, "scratch.test.accuracy": 61.5})
+        mlflow.log_metrics({"eval/pretrained/test/accuracy": 87.25, "eval/scratch/test/accuracy": 61.5})
         run = mlflow.active_run()
     return uri, run.info.experiment_id, run.info.run_id
 
@@ -51,7 +51,7 @@ def test_ui_renders_the_run_page_with_its_metrics(store, tmp_path):
     with mlflow_ui.serve(uri) as base_url:
         dom = mlflow_ui.render(mlflow_ui.run_page(base_url, experiment_id, run_id), tmp_path / "run.png")
     assert "evaluate@snli_ve" in dom  # the run name
-    assert "pretrained.test.accuracy" in dom and "87.25" in dom
-    assert "scratch.test.accuracy" in dom
+    assert "eval/pretrained/test/accuracy" in dom and "87.25" in dom
+    assert "eval/scratch/test/accuracy" in dom
     png = (tmp_path / "run.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000

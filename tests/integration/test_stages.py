@@ -169,7 +169,7 @@ def test_finetune_and_evaluate_one_task_and_load_the_logged_model(project):
     assert sorted(r.data.tags["stage"] for r in runs) == ["evaluate"] + ["finetune"] * 4
     assert {r.data.tags.get("variant") for r in runs} >= {"pretrained", "pretrained_scl", "scratch", "text_only"}
     [evaluation] = [r for r in runs if r.data.tags["stage"] == "evaluate"]
-    assert "pretrained.test.accuracy" in evaluation.data.metrics
+    assert "eval/pretrained/test/accuracy" in evaluation.data.metrics
     model = mlflow.pytorch.load_model(f"runs:/{evaluation.info.run_id}/model")
     from soho.models.fusion import load_tokenizer
 
