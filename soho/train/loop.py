@@ -14,7 +14,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -92,6 +92,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_linear(cfg.warmup_steps, cfg.steps))
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self._rng_on_resume: dict | None = None  # restored once the resumed epoch's iterator exists
 
     def _autocast(self):
         if self.cfg.amp and self.ctx.device.type == "cuda":
@@ -121,10 +122,33 @@ class Trainer:
         state = checkpoint.load_state(found)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        checkpoint.set_rng_state(state["rng"])
+        self._rng_on_resume = state["rng"]
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         log.info("resumed from %s (step %d, epoch %d, batch %d)", found, self.step, self.epoch, self.batch_in_epoch)
         return True
+
+    def _epoch_iterator(self, batches: Callable[[int], Iterable[dict]]) -> Iterator[dict]:
+        """The current epoch's batches, past those a resumed run already consumed."""
+        iterator = iter(batches(self.epoch))
+        for _ in range(self.batch_in_epoch):
+            next(iterator, None)
+        if self._rng_on_resume is not None:
+            # Why here: iter(DataLoader) draws its base seed from the global RNG. The interrupted
+            # run drew it at the epoch's start, before the checkpoint's RNG state was taken, so
+            # restoring before iter() would shift every later mask and negative by one draw.
+            checkpoint.set_rng_state(self._rng_on_resume)
+            self._rng_on_resume = None
+        return iterator
+
+    def _log(self, out: dict[str, torch.Tensor], samples_per_s: float, bar) -> dict[str, float]:
+        """The step's scalar outputs (averaged over ranks), throughput and lr, to the bar and ``on_log``."""
+        last = {k: float(mean_across(v.detach().float().mean(), self.ctx)) for k, v in out.items() if v.dim() == 0}
+        last["samples_per_s"] = samples_per_s
+        last["lr"] = self.scheduler.get_last_lr()[-1]
+        bar.set_postfix(loss=f"{last['loss']:.3f}", sps=f"{last['samples_per_s']:.1f}")
+        if self.on_log and self.ctx.is_main:
+            self.on_log(self.step, last)
+        return last
 
     def fit(self, batches: Callable[[int], Iterable[dict]], stop_after: int | None = None) -> dict[str, float]:
         """Train until ``cfg.steps`` (or ``stop_after`` steps in this call, to simulate a kill)."""
@@ -137,9 +161,7 @@ class Trainer:
         window_samples, window_start = 0, time.perf_counter()
         micro, started = 0, self.step
         while self.step < cfg.steps:
-            iterator = iter(batches(self.epoch))
-            for _ in range(self.batch_in_epoch):  # skip what the resumed run already consumed
-                next(iterator, None)
+            iterator = self._epoch_iterator(batches)
             exhausted = True
             for batch in iterator:
                 batch = {k: v.to(self.ctx.device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -161,17 +183,7 @@ class Trainer:
                 self.step += 1
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    elapsed = time.perf_counter() - window_start
-                    last = {
-                        k: float(mean_across(v.detach().float().mean(), self.ctx))
-                        for k, v in out.items()
-                        if v.dim() == 0
-                    }
-                    last["samples_per_s"] = window_samples / max(elapsed, 1e-9)
-                    last["lr"] = self.scheduler.get_last_lr()[-1]
-                    bar.set_postfix(loss=f"{last['loss']:.3f}", sps=f"{last['samples_per_s']:.1f}")
-                    if self.on_log and self.ctx.is_main:
-                        self.on_log(self.step, last)
+                    last = self._log(out, window_samples / max(time.perf_counter() - window_start, 1e-9), bar)
                     window_samples, window_start = 0, time.perf_counter()
                 if cfg.checkpoint_every and (self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps):
                     self.save()

@@ -1,5 +1,6 @@
 """The shared training loop in one process: exact resume, checkpoints, frozen word embeddings, the code fingerprint."""
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -36,12 +37,35 @@ def soho_batches(tokenizer):
     return batches
 
 
-def train_soho(directory, stop_after=None, checkpoint_every=2):
+class Epoch(torch.utils.data.IterableDataset):
+    """One epoch of ``soho_batches`` behind a DataLoader, as the stages feed the loop."""
+
+    def __init__(self, batches, epoch: int):
+        self.batches, self.epoch = batches, epoch
+
+    def __iter__(self):
+        return iter(self.batches(self.epoch))
+
+
+def loader_batches(tokenizer):
+    """Why: ``iter(DataLoader)`` draws its base seed from the global RNG, which the masks use too."""
+    batches = soho_batches(tokenizer)
+    return lambda epoch: torch.utils.data.DataLoader(Epoch(batches, epoch), batch_size=None)
+
+
+def train_soho(directory, stop_after=None, checkpoint_every=2, feed=soho_batches):
     module, model, tokenizer = tiny_soho()
     cfg = OptimParams(steps=5, warmup_steps=2, checkpoint_every=checkpoint_every, log_every=1)
     trainer = Trainer(module, model.trainable_groups(), cfg, 3, directory, progress=False)
-    trainer.fit(soho_batches(tokenizer), stop_after=stop_after)
+    trainer.fit(feed(tokenizer), stop_after=stop_after)
     return trainer
+
+
+def assert_same_weights(a: Trainer, b: Trainer) -> None:
+    first, second = a.module.state_dict(), b.module.state_dict()
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.allclose(first[key].float(), second[key].float(), atol=1e-6), key
 
 
 def test_kill_and_resume_reaches_the_same_weights(tmp_path):
@@ -50,10 +74,17 @@ def test_kill_and_resume_reaches_the_same_weights(tmp_path):
     assert [p.name for p in checkpoint.list_checkpoints(tmp_path / "resumed")] == ["step-00000002"]
     resumed = train_soho(tmp_path / "resumed")
     assert resumed.step == straight.step == 5 and resumed.epoch == straight.epoch
-    a, b = straight.module.state_dict(), resumed.module.state_dict()
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), key
+    assert_same_weights(straight, resumed)
+
+
+@pytest.mark.parametrize(("stop_after", "every", "newest"), [(3, 2, 2), (4, 3, 3)])  # mid-epoch; an epoch's end
+def test_kill_and_resume_through_a_dataloader_reaches_the_same_weights(tmp_path, stop_after, every, newest):
+    straight = train_soho(tmp_path / "straight", checkpoint_every=every, feed=loader_batches)
+    train_soho(tmp_path / "resumed", stop_after=stop_after, checkpoint_every=every, feed=loader_batches)
+    assert checkpoint.list_checkpoints(tmp_path / "resumed")[-1].name == f"step-{newest:08d}"
+    resumed = train_soho(tmp_path / "resumed", checkpoint_every=every, feed=loader_batches)
+    assert resumed.step == straight.step == 5
+    assert_same_weights(straight, resumed)
 
 
 def test_checkpoints_load_weights_only_and_prune(tmp_path):
