@@ -4,19 +4,28 @@ Why: every stage reads the same file, so a typo or an impossible value must fail
 before any work starts, naming the dotted key and the reason. The profile
 (one of ``PROFILES``) is resolved once, by :func:`resolve_profile`; the paper profile is an
 overlay file (``profiles/paper.yaml``) merged over ``params.yaml``. Environment variables
-``SOHO_<SECTION>__<KEY>`` override both (e.g. ``SOHO_SHARD__MAX_BAD_FRACTION=0.1``).
+``SOHO_<SECTION>__<KEY>`` override both (e.g. ``SOHO_SHARD__MAX_BAD_FRACTION=0.1``), by the
+rule of :mod:`soho.overrides` (an unknown section or key is refused; a list or mapping replaces
+the file's). Every override the pipeline applies later (each ``ablations.runs`` row, the
+``pretrain_scl.overrides``) is tried when the parameters load, so a bad one fails before any work.
 """
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from soho.overrides import NOT_PARAMETERS, ConfigError, EnvOverride, env_overrides, merge, put  # noqa: F401
 from soho.sections import (  # noqa: F401  (re-exported: soho.config is where callers find every section)
     FINETUNE_VARIANTS,
     AblationParams,
@@ -35,14 +44,10 @@ from soho.sections import (  # noqa: F401  (re-exported: soho.config is where ca
     TextParams,
     VdParams,
     VisionParams,
-    deep_merge,
 )
 
 PROFILES = ("embedded", "paper")  # the one list: Params.profile, stage.run's --profile, load_params
-
-
-class ConfigError(ValueError):
-    """A parameter is missing, unknown, of the wrong type or impossible."""
+_READ_ENV: ContextVar[bool] = ContextVar("soho_read_env", default=True)  # False: the caller applied it
 
 
 class Params(BaseSettings):
@@ -84,20 +89,26 @@ class Params(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment beats the YAML files, which arrive as init kwargs.
-        return _EnvWithoutProfile(settings_cls), init_settings
+        return _Environment(settings_cls), init_settings
 
 
-class _EnvWithoutProfile(EnvSettingsSource):
-    """``SOHO_*`` overrides, except ``SOHO_PROFILE``: :func:`load_params` reads that one.
+class _Environment(PydanticBaseSettingsSource):
+    """``SOHO_*`` overrides for a bare ``Params()`` (:func:`load_params` applies them itself).
 
-    Why: the profile also picks the overlay file, so it is resolved in one place; read again
-    here, it could name one profile while the other one's overlay is merged.
+    Read by :func:`soho.overrides.env_overrides`, so ``SOHO_PROFILE`` is left out (the profile
+    also picks the overlay file, so :func:`load_params` resolves it in one place) and an
+    unknown section or a list that is not JSON is a :class:`ConfigError` naming the variable.
     """
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        if field_name == "profile":
-            return None, field_name, False
-        return super().get_field_value(field, field_name)
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if _READ_ENV.get():
+            for override in env_overrides(os.environ, Params):
+                put(Params, data, override.path, override.value)
+        return data
 
 
 def read_yaml(path: Path, what: str = "parameter file") -> dict[str, Any]:
@@ -112,14 +123,43 @@ def read_yaml(path: Path, what: str = "parameter file") -> dict[str, Any]:
     return loaded
 
 
-def _format_errors(source: str, err: ValidationError) -> str:
-    lines = [f"{source}: {err.error_count()} invalid parameter(s)"]
+def _validated(data: dict[str, Any], source: str, env: Sequence[EnvOverride] = ()) -> Params:
+    """``Params`` from ``data`` alone: the environment is in ``data`` already (or must not be)."""
+    token = _READ_ENV.set(False)
+    try:
+        return Params(**data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(source, err, env)) from None
+    finally:
+        _READ_ENV.reset(token)
+
+
+def _involves(override: EnvOverride, loc: tuple[str, ...], msg: str) -> bool:
+    """Whether the error at ``loc`` comes from ``override``: inside its value, or a check naming it."""
+    path = override.path
+    if loc[: len(path)] == path:
+        return True
+    if path[: len(loc)] == loc and re.search(rf"\b{re.escape(path[len(loc)])}\b", msg):
+        return True
+    return len(path) > 1 and ".".join(path) in msg
+
+
+def _format_errors(source: str, err: ValidationError, env: Sequence[EnvOverride] = ()) -> str:
+    """One line per error, ``key (VARIABLE): reason (got value)``; the header says where they came from."""
+    lines, from_env = [], 0
     for item in err.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "<root>"
+        loc, msg = tuple(str(part) for part in item["loc"]), item["msg"]
+        named = re.fullmatch(r"Value error, ([a-z_][\w.]*): (.*)", msg, re.DOTALL) if not loc else None
+        if named:  # a check on the whole file names its key: "finetune.video_frames: 9 exceeds ..."
+            loc, msg = tuple(named.group(1).split(".")), named.group(2)
+        variables = [override.variable for override in env if _involves(override, loc, msg)]
         value = item.get("input")
         shown = "" if isinstance(value, dict) else f" (got {value!r})"
-        lines.append(f"  {key}: {item['msg']}{shown}")
-    return "\n".join(lines)
+        via = f" ({', '.join(variables)})" if variables else ""
+        lines.append(f"  {'.'.join(loc) or '<root>'}{via}: {msg}{shown}")
+        from_env += bool(variables)
+    where = source if not from_env else "environment" if from_env == len(lines) else f"{source} + environment"
+    return "\n".join([f"{where}: {len(lines)} invalid parameter(s)", *lines])
 
 
 def resolve_profile(flag: str | None, env: str | None, in_file: Any, source: str = "params.yaml") -> str:
@@ -142,37 +182,65 @@ def load_params(path: str | Path = "params.yaml", profile: str | None = None) ->
     """Load ``params.yaml``, merge the profile overlay and env overrides, validate.
 
     ``profile`` is the ``--profile`` flag; :func:`resolve_profile` says which profile wins.
-    The overlay merged is ``profiles/<params.profile>.yaml``. Raises :class:`ConfigError`
-    naming each bad key.
+    The overlay merged is ``profiles/<params.profile>.yaml``. Then every override applied
+    later is tried (:func:`check_overrides`). Raises :class:`ConfigError` naming each bad key,
+    and the variable where it came from the environment.
     """
-    import os
-
     path = Path(path)
     raw = read_yaml(path)
     chosen = resolve_profile(profile, os.environ.get("SOHO_PROFILE"), raw.get("profile"), str(path))
     if chosen != "embedded":
-        overlay_path = path.parent / "profiles" / f"{chosen}.yaml"
-        raw = deep_merge(raw, read_yaml(overlay_path))
+        raw = merge(Params, raw, read_yaml(path.parent / "profiles" / f"{chosen}.yaml"))
     raw["profile"] = chosen
-    try:
-        return Params(**raw)
-    except ValidationError as err:
-        raise ConfigError(_format_errors(str(path), err)) from None
+    env = env_overrides(os.environ, Params)
+    for override in env:
+        put(Params, raw, override.path, override.value)
+    params = _validated(raw, str(path), env)
+
+    def origin(key: tuple[str, ...]) -> str:
+        variables = [o.variable for o in env if key[: len(o.path)] == o.path or o.path[: len(key)] == key]
+        return f"environment ({', '.join(variables)})" if variables else str(path)
+
+    check_overrides(params, origin)
+    return params
 
 
 def with_overrides(params: Params, overrides: dict[str, Any], source: str = "overrides") -> Params:
-    """A copy of ``params`` with dotted keys replaced (``{"model.vd.size": 16}``), re-validated."""
-    nested: dict[str, Any] = {}
+    """A copy of ``params`` with dotted keys set (``{"model.vd.size": 16}``), re-validated.
+
+    A list or mapping given replaces the old value; a section given a mapping takes its keys
+    (:func:`soho.overrides.put`). The environment is not read again: ``params`` holds it, and
+    read again it would beat the row's own keys. The overrides of the result (its ablation
+    rows) are not tried: :func:`load_params` did, and a row's parameters must not try the rows.
+    """
+    data = params.model_dump(mode="json")
     for dotted, value in overrides.items():
-        node = nested
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    try:
-        return Params(**deep_merge(params.model_dump(mode="json"), nested))
-    except ValidationError as err:
-        raise ConfigError(_format_errors(source, err)) from None
+        put(Params, data, tuple(dotted.split(".")), value)
+    return _validated(data, source)
+
+
+def check_overrides(params: Params, origin: Callable[[tuple[str, ...]], str]) -> None:
+    """Try every override the pipeline applies later: each ``ablations.runs`` row and the SCL run.
+
+    Why at load time: the ``ablate`` stage resolves its rows one by one, so a bad last row was
+    found after the others had trained. ``origin(key)`` says where a failing key came from.
+    """
+    from soho import ablations  # both build on this module
+    from soho.train import variants
+
+    tries: list[tuple[tuple[str, ...], Callable[[], Params]]] = [
+        (("ablations", "runs", name), partial(ablations.ablation_params, params, name, row))
+        for name, row in params.ablations.runs.items()
+    ]
+    tries.append((("pretrain_scl", "overrides"), partial(variants.variant_params, params, "scl")))
+    problems = []
+    for key, build in tries:
+        try:
+            build()
+        except ConfigError as err:
+            problems.append(f"{origin(key)}: {err}")
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 def flatten(params: BaseModel | dict[str, Any], prefix: str = "") -> dict[str, Any]:

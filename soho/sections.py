@@ -188,6 +188,19 @@ class FinetuneParams(Section):
     # task -> overrides of the keys above for that task alone, e.g. {vqa: {optim: {steps: 100}}}
     tasks: dict[str, dict[str, Any]] = {}
 
+    @field_validator("variants")
+    @classmethod
+    def _soho_is_trained(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        twice = sorted({variant for variant in value if value.count(variant) > 1})
+        if twice:
+            raise ValueError(f"lists {', '.join(map(repr, twice))} twice")
+        if "pretrained" not in value:
+            raise ValueError(
+                "must include 'pretrained': SOHO itself, what the results table and the claims are about "
+                "(the other variants are baselines trained beside it)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _task_overrides_are_valid(self) -> FinetuneParams:
         for task in self.tasks:

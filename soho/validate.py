@@ -18,6 +18,8 @@ from soho.bands import Claim, parse_claims
 from soho.config import FINETUNE_VARIANTS
 from soho.report import load_reference, lookup
 
+CHANCE = "chance"  # the untrained variant (soho.tasks.evaluation.CHANCE, not imported: it pulls in torch)
+
 
 @dataclass(frozen=True)
 class Band:
@@ -73,6 +75,26 @@ def variant_off(key: str, variants: tuple[str, ...]) -> bool:
     """True when ``key`` names a fine-tuning variant that ``finetune.variants`` leaves out."""
     parts = key.split("/")
     return len(parts) > 1 and parts[1] in FINETUNE_VARIANTS and parts[1] not in variants
+
+
+def _task_variant(key: str) -> tuple[str, str] | None:
+    """``(task, variant)`` for a fine-tuning band (``<task>/<variant>/<split>/<metric>``), else None."""
+    parts = key.split("/")
+    return (parts[0], parts[1]) if len(parts) > 2 and parts[1] in (*FINETUNE_VARIANTS, CHANCE) else None
+
+
+def unchecked_tasks(expected: list[Band], kept: list[Band]) -> dict[str, list[str]]:
+    """Tasks of ``expected`` left with no band of a trained variant in ``kept`` -> the variants of their bands.
+
+    Why: skipping the bands of switched-off variants must not leave a task checked on chance
+    alone (``finetune.variants: []`` once passed on the chance bands, 67 bands skipped).
+    """
+    variants_of: dict[str, set[str]] = {}
+    for found in filter(None, map(_task_variant, (band.key for band in expected))):
+        variants_of.setdefault(found[0], set()).add(found[1])
+    kept_pairs = filter(None, map(_task_variant, (band.key for band in kept)))
+    trained = {task for task, variant in kept_pairs if variant != CHANCE}
+    return {task: sorted(names) for task, names in variants_of.items() if task not in trained}
 
 
 def check(results: dict[str, dict], expected: list[Band]) -> list[Check]:

@@ -60,10 +60,13 @@ def tiny_shards(tiny_raw, tmp_path_factory) -> Path:
 
 
 def run_validate_stage(root: Path) -> subprocess.CompletedProcess:
-    """The `validate` stage in ``root`` (a repo copy), as DVC runs it."""
-    return subprocess.run(
-        [sys.executable, "stages/validate.py"], cwd=root, capture_output=True, text=True, env={"PATH": "/usr/bin"}
-    )
+    """The `validate` stage in ``root`` (a repo copy), as DVC runs it, on the copy's own ``soho`` package.
+
+    Why ``PYTHONPATH``: without it ``soho`` is imported from wherever the virtual environment's
+    editable install points, which need not be the checkout under test (a git worktree, say).
+    """
+    env = {"PATH": "/usr/bin", "PYTHONPATH": str(root)}
+    return subprocess.run([sys.executable, "stages/validate.py"], cwd=root, capture_output=True, text=True, env=env)
 
 
 @pytest.fixture

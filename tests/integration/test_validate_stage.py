@@ -66,3 +66,34 @@ def test_validate_names_each_established_claim_broken_by_copying_scratch_over_pr
     assert after.returncode == 1
     for claim in against_scratch:
         assert f"validate: claim broken: {claim.name}: {claim.says}" in after.stdout
+
+
+def test_parameters_that_train_no_variant_stop_validate_before_it_checks_chance_alone(repo_copy):
+    """Issue 15: ``finetune.variants: []`` skipped every trained variant's band and passed on chance."""
+    params = (repo_copy / "params.yaml").read_text()
+    (repo_copy / "params.yaml").write_text(params.replace("[pretrained, pretrained_scl, scratch, text_only]", "[]"))
+    result = run_validate_stage(repo_copy)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "finetune.variants: Value error, must include 'pretrained'" in result.stderr
+    assert "Traceback" not in result.stderr and "inside their band" not in result.stdout
+
+
+def test_validate_fails_naming_a_task_left_with_no_band_of_a_trained_variant(repo_copy):
+    import yaml
+
+    path = repo_copy / "reference" / "embedded.yaml"
+    reference = yaml.safe_load(path.read_text())
+    for key in [k for k in reference["bands"] if k.startswith(("snli_ve/pretrained/", "snli_ve/pretrained_scl/"))]:
+        del reference["bands"][key]
+    path.write_text(yaml.safe_dump(reference, sort_keys=False))
+    params = (repo_copy / "params.yaml").read_text()
+    (repo_copy / "params.yaml").write_text(
+        params.replace("[pretrained, pretrained_scl, scratch, text_only]", "[pretrained]")
+    )
+    result = run_validate_stage(repo_copy)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        "validate: snli_ve: no band of a trained variant to check (finetune.variants: pretrained; "
+        "the reference has bands of: chance, scratch, text_only)"
+    ) in result.stdout.splitlines()
+    assert "vqa:" not in result.stdout  # the other tasks keep their pretrained bands

@@ -114,3 +114,14 @@ def test_scl_variant_applies_its_overrides_and_rejects_what_would_break_the_comp
         variant_params(no_itc, "scl")
     with pytest.raises(ConfigError, match="'clip'"):
         variant_params(params, "clip")
+
+
+def test_no_variant_or_no_soho_variant_in_finetune_variants_is_an_error(tmp_path):
+    """Issue 15: ``finetune.variants: []`` trained nothing, and ``validate`` then passed on chance alone."""
+    with pytest.raises(ConfigError, match=r"finetune\.variants: Value error, must include 'pretrained'.*\(got \[\]\)"):
+        load_params(write(tmp_path, "finetune:\n  variants: []\n"))
+    with pytest.raises(ConfigError, match=r"finetune\.variants: .*must include 'pretrained'.*\(got \['scratch'\]\)"):
+        load_params(write(tmp_path, "finetune:\n  variants: [scratch]\n"))
+    with pytest.raises(ConfigError, match=r"finetune: Value error, tasks\.vqa\.variants: .*must include 'pretrained'"):
+        load_params(write(tmp_path, "finetune:\n  tasks: {vqa: {variants: [scratch]}}\n"))
+    assert load_params(write(tmp_path, "finetune:\n  variants: [pretrained]\n")).finetune.variants == ("pretrained",)
