@@ -3,7 +3,8 @@
 Why: tar shards stream from local disk or object storage at cluster scale, and
 split cleanly over nodes and workers. Writing checks every media file first: a
 corrupt or missing file is skipped, counted and reported, and a data set whose
-bad fraction passes ``shard.max_bad_fraction`` fails the stage.
+bad fraction passes ``shard.max_bad_fraction`` fails the stage, and a key WebDataset
+would not give back (one with a dot, which it splits keys at, or a repeat) fails it too.
 Reading checks every shard against ``index.json`` (:mod:`soho.data.shard_checks`).
 """
 
@@ -13,7 +14,7 @@ import io
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +67,25 @@ def read_sample(sample: ShardSample) -> dict[str, bytes | str]:
     return out
 
 
+def checked_keys(samples: Iterable[ShardSample], where: str) -> Iterator[ShardSample]:
+    """The samples, refusing keys WebDataset would not give back as they are.
+
+    It takes a tar member's key up to the first dot (``COCO.train2014.x.jpg`` loads as key
+    ``COCO`` without a ``jpg``), and merges or confuses samples with the same key.
+    """
+    seen: set[str] = set()
+    for sample in samples:
+        key, source = sample.key, next(iter(sample.media.values()), "no media")
+        bad = next((c for c in "./" if c in key), None)
+        if not key or bad:
+            why = f"has a {bad!r}, which WebDataset splits keys at" if bad == "." else f"has a {bad!r}"
+            raise ShardError(f"{where}: key {key!r} of {source} {why if key else 'is empty'}; rename the file")
+        if key in seen:
+            raise ShardError(f"{where}: key {key!r} repeats (of {source}); keys must be unique in a split")
+        seen.add(key)
+        yield sample
+
+
 def write_split(samples: Iterable[ShardSample], pattern: str, max_per_shard: int) -> tuple[SplitStats, list[str]]:
     """Write one split's samples to ``pattern`` (``...-%06d.tar``); returns stats and shard names.
 
@@ -101,7 +121,8 @@ def write_dataset(name: str, raw: Path, out: Path, max_per_shard: int, max_bad_f
     with atomic_directory(out / name) as staging:
         index: dict[str, dict] = {}
         for split, samples in sorted(splits.items()):
-            stats, shards = write_split(samples, str(staging / f"{split}-%06d.tar"), max_per_shard)
+            keyed = checked_keys(samples, f"{name}/{split}")
+            stats, shards = write_split(keyed, str(staging / f"{split}-%06d.tar"), max_per_shard)
             index[split] = {"shards": shards, "samples": stats.samples, "bad": stats.bad_files}
             result[split] = {"samples": stats.samples, "bad": stats.bad, "bad_fraction": round(stats.bad_fraction, 6)}
             if stats.bad_fraction > max_bad_fraction:

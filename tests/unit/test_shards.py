@@ -84,7 +84,7 @@ def test_pipeline_batches_and_splits_by_worker(tiny_raw, tmp_path):
     assert shuffled == again and sorted(shuffled) == sorted(keys) and shuffled != keys
 
 
-# Issue 15: damaged shards.
+# Issue 15: damaged shards, and keys that do not survive WebDataset.
 
 
 def members_by_sample(path):
@@ -194,6 +194,31 @@ def test_samples_of_every_shard_are_counted_in_every_process(copied):
     cut_after(copied / "vqa" / "val2014-000001.tar", 1, zeros=True)
     with pytest.raises(shards.ShardError, match=r"val2014-000001\.tar: holds 1 samples, where 3 are left for the last"):
         list(shards.samples(urls, split=False))
+
+
+def rename_coco_image(raw, old: str, new: str) -> None:
+    index = raw / "coco" / "dataset_coco.json"
+    (raw / "coco" / "train2014" / old).rename(raw / "coco" / "train2014" / new)
+    index.write_text(index.read_text().replace(old, new))
+
+
+def test_a_key_with_a_dot_is_refused_at_shard_time(tiny_raw, tmp_path):
+    raw = copy_raw(tiny_raw, tmp_path)
+    rename_coco_image(raw, "COCO_train2014_000000000006.jpg", "COCO.train2014.000000000006.jpg")
+    with pytest.raises(shards.ShardError, match=r"coco/train: key 'COCO\.train2014\.000000000006' .*has a '\.'") as err:
+        shards.write_all(["coco"], raw, tmp_path / "shards", 5, 0.0)
+    assert "COCO.train2014.000000000006.jpg" in one_line(err)
+    assert not (tmp_path / "shards" / "coco").exists()
+
+
+def test_a_repeated_key_is_refused_at_shard_time(tiny_raw, tmp_path):
+    raw = copy_raw(tiny_raw, tmp_path)
+    index = raw / "coco" / "dataset_coco.json"
+    data = json.loads(index.read_text())
+    data["images"].append(data["images"][0])
+    index.write_text(json.dumps(data))
+    with pytest.raises(shards.ShardError, match=r"coco/\w+: key 'COCO_\w+' repeats"):
+        shards.write_all(["coco"], raw, tmp_path / "shards", 5, 0.0)
 
 
 def test_shard_error_from_a_dataloader_worker_keeps_one_line():
