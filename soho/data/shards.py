@@ -3,7 +3,9 @@
 Why: tar shards stream from local disk or object storage at cluster scale, and
 split cleanly over nodes and workers. Writing checks every media file first: a
 corrupt or missing file is skipped, counted and reported, and a data set whose
-bad fraction passes ``shard.max_bad_fraction`` fails the stage.
+bad fraction passes ``shard.max_bad_fraction`` fails the stage, and a key WebDataset
+would not give back (one with a dot, which it splits keys at, or a repeat) fails it too.
+Reading checks every shard against ``index.json`` (:mod:`soho.data.shard_checks`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Callable, Iterable
+import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,14 +22,13 @@ import webdataset as wds
 from PIL import Image
 
 from soho.data.catalog import DATASETS, ShardSample
+from soho.data.shard_checks import ShardCheck, ShardError, check_tail, raise_shard_error
 from soho.io import atomic_directory, write_text
+
+__all__ = ["ShardError"]  # re-exported: the stage kit and the callers catch it from here
 
 log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = {"jpg", "jpeg", "png", "img0.png", "img1.png", "gif"}
-
-
-class ShardError(RuntimeError):
-    """Too many bad samples, or shards that cannot be found."""
 
 
 @dataclass
@@ -65,15 +67,40 @@ def read_sample(sample: ShardSample) -> dict[str, bytes | str]:
     return out
 
 
+def checked_keys(samples: Iterable[ShardSample], where: str) -> Iterator[ShardSample]:
+    """The samples, refusing keys WebDataset would not give back as they are.
+
+    It takes a tar member's key up to the first dot (``COCO.train2014.x.jpg`` loads as key
+    ``COCO`` without a ``jpg``), and merges or confuses samples with the same key.
+    """
+    seen: set[str] = set()
+    for sample in samples:
+        key, source = sample.key, next(iter(sample.media.values()), "no media")
+        bad = next((c for c in "./" if c in key), None)
+        if not key or bad:
+            why = f"has a {bad!r}, which WebDataset splits keys at" if bad == "." else f"has a {bad!r}"
+            raise ShardError(f"{where}: key {key!r} of {source} {why if key else 'is empty'}; rename the file")
+        if key in seen:
+            raise ShardError(f"{where}: key {key!r} repeats (of {source}); keys must be unique in a split")
+        seen.add(key)
+        yield sample
+
+
 def write_split(samples: Iterable[ShardSample], pattern: str, max_per_shard: int) -> tuple[SplitStats, list[str]]:
-    """Write one split's samples to ``pattern`` (``...-%06d.tar``); returns stats and shard names."""
+    """Write one split's samples to ``pattern`` (``...-%06d.tar``); returns stats and shard names.
+
+    The count alone starts a new shard (no size limit), so every shard but the last holds
+    ``max_per_shard`` samples: the readers' count checks rely on it.
+    """
     stats = SplitStats()
     written: list[str] = []
 
     def remember(name: str) -> None:
         written.append(Path(name).name)
 
-    with wds.ShardWriter(pattern, maxcount=max_per_shard, verbose=0, post=remember, mtime=0.0) as sink:
+    with wds.ShardWriter(
+        pattern, maxcount=max_per_shard, maxsize=math.inf, verbose=0, post=remember, mtime=0.0
+    ) as sink:
         for sample in samples:
             try:
                 record = read_sample(sample)
@@ -94,7 +121,8 @@ def write_dataset(name: str, raw: Path, out: Path, max_per_shard: int, max_bad_f
     with atomic_directory(out / name) as staging:
         index: dict[str, dict] = {}
         for split, samples in sorted(splits.items()):
-            stats, shards = write_split(samples, str(staging / f"{split}-%06d.tar"), max_per_shard)
+            keyed = checked_keys(samples, f"{name}/{split}")
+            stats, shards = write_split(keyed, str(staging / f"{split}-%06d.tar"), max_per_shard)
             index[split] = {"shards": shards, "samples": stats.samples, "bad": stats.bad_files}
             result[split] = {"samples": stats.samples, "bad": stats.bad, "bad_fraction": round(stats.bad_fraction, 6)}
             if stats.bad_fraction > max_bad_fraction:
@@ -120,14 +148,41 @@ def write_all(datasets: Iterable[str], raw: Path, out: Path, max_per_shard: int,
 
 
 def shard_urls(shards: Path, dataset: str, split: str) -> list[str]:
-    """Paths of the tar shards of one split, from the data set's ``index.json``."""
+    """Paths of the tar shards of one split, from the data set's ``index.json``.
+
+    Each must exist and end as a tar archive does (:func:`check_tail`, 1 KiB read per shard),
+    so a cut or overwritten shard fails before any reading, whoever reads it.
+    """
     index_path = Path(shards) / dataset / "index.json"
     if not index_path.exists():
         raise ShardError(f"{index_path}: missing; run the shard stage first")
     index = json.loads(index_path.read_text())
     if split not in index:
         raise ShardError(f"{index_path}: no split {split!r} (have {sorted(index)})")
-    return [str(Path(shards) / dataset / name) for name in index[split]["shards"]]
+    urls = [str(Path(shards) / dataset / name) for name in index[split]["shards"]]
+    for url in urls:
+        check_tail(url)
+    return urls
+
+
+def samples(urls: list[str], shuffle: bool = False, seed: int = 0, split: bool = True) -> wds.WebDataset:
+    """The undecoded samples of ``urls``, each shard checked as it is read (:class:`ShardCheck`).
+
+    ``split``: split the shards by node (DDP rank) and DataLoader worker; else every process
+    reads them all (as the VQA answer vocabulary needs). ``shuffle``: the shards' order, seeded.
+    """
+    splitters = (wds.split_by_node, wds.split_by_worker) if split else (None, None)
+    dataset = wds.WebDataset(
+        urls,
+        shardshuffle=len(urls) if shuffle else False,
+        detshuffle=shuffle,
+        seed=seed,
+        nodesplitter=splitters[0],
+        workersplitter=splitters[1],
+        handler=raise_shard_error,
+        empty_check=False,
+    )
+    return dataset.compose(ShardCheck(urls, split))
 
 
 def pipeline(
@@ -144,16 +199,9 @@ def pipeline(
 
     Shuffling (shards, then a sample buffer) is seeded, so an epoch's order is reproducible.
     With ``expand``, ``map_sample`` returns a list (e.g. one entry per VQA question of an image).
+    A damaged or short shard is a :class:`ShardError` naming it.
     """
-    dataset = wds.WebDataset(
-        urls,
-        shardshuffle=len(urls) if shuffle else False,
-        detshuffle=bool(shuffle),
-        seed=seed,
-        nodesplitter=wds.split_by_node,
-        workersplitter=wds.split_by_worker,
-        empty_check=False,
-    )
+    dataset = samples(urls, shuffle=bool(shuffle), seed=seed)
     if shuffle:
         dataset = dataset.shuffle(shuffle, seed=seed)
     mapped = dataset.decode("pil").map(map_sample)

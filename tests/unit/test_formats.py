@@ -230,3 +230,172 @@ def test_msrvtt_real_fields_and_container_lookup(tmp_path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(formats.FormatError, match=r"nope\.json: file not found"):
         formats.read_msrvtt(tmp_path / "nope.json", tmp_path)
+
+
+# Issue 15: every field a reader uses is checked (presence, type, allowed values), and every
+# path taken from a data file stays inside its data set's folder.
+
+
+def karpathy(tmp_path, **fields):
+    entry = {"filepath": "val2014", "filename": "a.jpg", "split": "val", "cocoid": 7, "sentences": [{"raw": "A cat."}]}
+    entry = {k: v for k, v in (entry | fields).items() if v is not ...}
+    return lambda: formats.read_karpathy(dump(tmp_path / "k.json", {"images": [entry]}), tmp_path / "coco")
+
+
+def vg(tmp_path, **fields):
+    entry = {k: v for k, v in ({"id": 1, "regions": [{"phrase": "a clock"}]} | fields).items() if v is not ...}
+    return lambda: formats.read_vg_regions(dump(tmp_path / "r.json", [entry]), tmp_path / "VG_100K")
+
+
+def vqa(tmp_path, question=None, annotation=None, extra=()):
+    q = {"image_id": 1, "question": "What?", "question_id": 10} | (question or {})
+    a = {
+        "question_id": 10,
+        "answers": [{"answer": "yes"}] * 10,
+        "answer_type": "yes/no",
+        "question_type": "is",
+        "multiple_choice_answer": "yes",
+    } | (annotation or {})
+    q, a = ({k: v for k, v in d.items() if v is not ...} for d in (q, a))
+    questions = dump(tmp_path / "q.json", {"questions": [q, *extra]})
+    return lambda: formats.read_vqa(questions, dump(tmp_path / "a.json", {"annotations": [a]}))
+
+
+def jsonl(path, row):
+    path.write_text(json.dumps({k: v for k, v in row.items() if v is not ...}) + "\n")
+    return path
+
+
+def nlvr2(tmp_path, **fields):
+    row = {"identifier": "dev-1-0-0", "sentence": "Two dogs.", "label": "True", "directory": 3} | fields
+    return lambda: formats.read_nlvr2(jsonl(tmp_path / "dev.json", row), tmp_path / "images")
+
+
+def snli_ve(tmp_path, **fields):
+    row = {"gold_label": "neutral", "Flikr30kID": "1.jpg", "sentence2": "A man.", "pairID": "1.jpg#0"} | fields
+    return lambda: formats.read_snli_ve(jsonl(tmp_path / "s.jsonl", row), tmp_path / "flickr")
+
+
+def msrvtt(tmp_path, video=None, sentence=None):
+    v = {k: x for k, x in ({"video_id": "video1", "split": "train"} | (video or {})).items() if x is not ...}
+    s = {k: x for k, x in ({"video_id": "video1", "caption": "a car"} | (sentence or {})).items() if x is not ...}
+    path = dump(tmp_path / "MSRVTT_data.json", {"videos": [v], "sentences": [s]})
+    return lambda: formats.read_msrvtt(path, tmp_path / "videos")
+
+
+BAD_RECORDS = {
+    # Karpathy
+    "karpathy/filename-missing": (lambda t: karpathy(t, filename=...), r"images\[0\]: missing field 'filename'"),
+    "karpathy/filename-number": (lambda t: karpathy(t, filename=5), r"field 'filename' must be a non-empty string"),
+    "karpathy/filepath-list": (lambda t: karpathy(t, filepath=["a"]), r"field 'filepath' must be a string"),
+    "karpathy/split-list": (lambda t: karpathy(t, split=["val"]), r"field 'split' must be one of"),
+    "karpathy/sentences-string": (lambda t: karpathy(t, sentences="A cat."), r"field 'sentences' must be a list"),
+    "karpathy/sentence-string": (lambda t: karpathy(t, sentences=["A cat."]), r"sentences\[0\]: expected an object"),
+    "karpathy/raw-number": (lambda t: karpathy(t, sentences=[{"raw": 3}]), r"field 'raw' must be a string"),
+    "karpathy/cocoid-list": (lambda t: karpathy(t, cocoid=[7]), r"field 'cocoid' must be an integer or a string"),
+    "karpathy/entry-string": (
+        lambda t: lambda: formats.read_karpathy(dump(t / "k.json", {"images": ["a.jpg"]}), t),
+        r"k\.json: images\[0\]: expected an object",
+    ),
+    # Visual Genome
+    "vg/id-missing": (lambda t: vg(t, id=...), r"\[0\]: missing field 'id'"),
+    "vg/id-float": (lambda t: vg(t, id=1.5), r"field 'id' must be an integer or a string"),
+    "vg/regions-missing": (lambda t: vg(t, regions=...), r"missing field 'regions'"),
+    "vg/phrase-number": (lambda t: vg(t, regions=[{"phrase": 1}]), r"regions\[0\]: field 'phrase' must be a string"),
+    # VQA
+    "vqa/nine-answers": (
+        lambda t: vqa(t, annotation={"answers": [{"answer": "yes"}] * 9}),
+        r"a\.json: annotations\[0\]: field 'answers' must hold 10 answers \(got 9\)",
+    ),
+    "vqa/zero-answers": (
+        lambda t: vqa(t, annotation={"answers": []}),
+        r"field 'answers' must hold 10 answers \(got 0\)",
+    ),
+    "vqa/answers-missing": (
+        lambda t: vqa(t, annotation={"answers": ...}),
+        r"annotations\[0\]: missing field 'answers'",
+    ),
+    "vqa/answers-string": (lambda t: vqa(t, annotation={"answers": "yes"}), r"field 'answers' must be a list"),
+    "vqa/answer-number": (
+        lambda t: vqa(t, annotation={"answers": [{"answer": 1}] * 10}),
+        r"answers\[0\]: field 'answer' must be a string",
+    ),
+    "vqa/answer-type": (
+        lambda t: vqa(t, annotation={"answer_type": "colour"}),
+        r"field 'answer_type' must be one of \['number', 'other', 'yes/no'\] \(got 'colour'\)",
+    ),
+    "vqa/answer-type-missing": (lambda t: vqa(t, annotation={"answer_type": ...}), r"missing field 'answer_type'"),
+    "vqa/question-type-number": (lambda t: vqa(t, annotation={"question_type": 3}), r"'question_type' must be a str"),
+    "vqa/mc-answer-missing": (
+        lambda t: vqa(t, annotation={"multiple_choice_answer": ...}),
+        r"missing field 'multiple_choice_answer'",
+    ),
+    "vqa/question-id-string": (
+        lambda t: vqa(t, question={"question_id": "ten"}),
+        r"q\.json: questions\[0\]: field 'question_id' must be an integer \(got 'ten'\)",
+    ),
+    "vqa/annotation-id-missing": (lambda t: vqa(t, annotation={"question_id": ...}), r"missing field 'question_id'"),
+    "vqa/image-id-bool": (lambda t: vqa(t, question={"image_id": True}), r"field 'image_id' must be an integer"),
+    "vqa/question-missing": (lambda t: vqa(t, question={"question": ...}), r"missing field 'question'"),
+    "vqa/question-number": (lambda t: vqa(t, question={"question": 4}), r"field 'question' must be a string"),
+    "vqa/question-id-repeats": (
+        lambda t: vqa(t, extra=[{"image_id": 1, "question": "Why?", "question_id": 10}]),
+        r"questions\[1\]: question_id 10 repeats",
+    ),
+    # NLVR2
+    "nlvr2/sentence-missing": (lambda t: nlvr2(t, sentence=...), r"dev\.json: line 1: missing field 'sentence'"),
+    "nlvr2/sentence-number": (lambda t: nlvr2(t, sentence=2), r"field 'sentence' must be a string"),
+    "nlvr2/identifier-number": (lambda t: nlvr2(t, identifier=5), r"field 'identifier' must be"),
+    "nlvr2/identifier-without-sentence": (lambda t: nlvr2(t, identifier="dev1"), r"field 'identifier' must be"),
+    "nlvr2/directory-list": (lambda t: nlvr2(t, directory=[1]), r"field 'directory' must be an integer or a string"),
+    # SNLI-VE
+    "snli_ve/hypothesis-number": (lambda t: snli_ve(t, sentence2=1), r"line 1: field 'sentence2' must be a string"),
+    "snli_ve/image-list": (lambda t: snli_ve(t, Flikr30kID=["1.jpg"]), r"field 'Flikr30kID' must be a non-empty"),
+    "snli_ve/label-list": (lambda t: snli_ve(t, gold_label=["neutral"]), r"field 'gold_label' must be one of"),
+    "snli_ve/pair-list": (lambda t: snli_ve(t, pairID=[1]), r"field 'pairID' must be an integer or a string"),
+    # MSR-VTT
+    "msrvtt/split": (lambda t: msrvtt(t, video={"split": "val"}), r"videos\[0\]: field 'split' must be one of"),
+    "msrvtt/video-id-number": (lambda t: msrvtt(t, video={"video_id": 1}), r"field 'video_id' must be a non-empty"),
+    "msrvtt/caption-number": (lambda t: msrvtt(t, sentence={"caption": 1}), r"sentences\[0\]: field 'caption' must"),
+    "msrvtt/caption-missing": (lambda t: msrvtt(t, sentence={"caption": ...}), r"missing field 'caption'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_RECORDS))
+def test_every_field_a_reader_uses_is_checked(tmp_path, case):
+    make, expected = BAD_RECORDS[case]
+    with pytest.raises(formats.FormatError, match=expected) as err:
+        make(tmp_path)()
+    assert "\n" not in str(err.value)
+
+
+ESCAPES = {
+    "karpathy/filename": (lambda t: karpathy(t, filename="../../flickr30k/flickr30k-images/1.jpg"), "filename"),
+    "karpathy/filepath": (lambda t: karpathy(t, filepath="../flickr30k"), "filepath"),
+    "karpathy/absolute": (lambda t: karpathy(t, filepath=..., filename="/etc/passwd"), "filename"),
+    "vg/id": (lambda t: vg(t, id="../../coco/train2014/x"), "id"),
+    "nlvr2/directory": (lambda t: nlvr2(t, directory="../../../coco"), "directory"),
+    "nlvr2/identifier": (lambda t: nlvr2(t, identifier="../../x-0"), "identifier"),
+    "snli_ve/image": (lambda t: snli_ve(t, Flikr30kID="../../coco/x.jpg"), "Flikr30kID"),
+    "msrvtt/video": (lambda t: msrvtt(t, video={"video_id": "../../x"}, sentence={"video_id": "../../x"}), "video_id"),
+}
+
+
+@pytest.mark.parametrize("case", list(ESCAPES))
+def test_paths_from_data_files_stay_in_their_folder(tmp_path, case):
+    make, field = ESCAPES[case]
+    with pytest.raises(formats.FormatError, match=rf"field '{field}' leads outside {tmp_path}/\w+") as err:
+        make(tmp_path)()
+    assert "\n" not in str(err.value)
+
+
+def test_the_checked_readers_still_read_good_records(tmp_path):
+    [image] = karpathy(tmp_path)()
+    assert image.path == tmp_path / "coco" / "val2014" / "a.jpg" and image.image_id == "7"
+    assert karpathy(tmp_path, filename="sub/../b.jpg")()[0].path.name == "b.jpg"  # stays inside
+    assert vg(tmp_path)()[0].path == tmp_path / "VG_100K" / "1.jpg"
+    [question] = vqa(tmp_path)()
+    assert question.answers == ["yes"] * 10 and question.answer_type == "yes/no"
+    assert nlvr2(tmp_path)()[0].left == tmp_path / "images" / "3" / "dev-1-0-img0.png"
+    assert snli_ve(tmp_path)()[0].path == tmp_path / "flickr" / "1.jpg"
+    assert msrvtt(tmp_path)()[0].captions == ["a car"]

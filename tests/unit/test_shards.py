@@ -82,3 +82,149 @@ def test_pipeline_batches_and_splits_by_worker(tiny_raw, tmp_path):
     shuffled = [k for b in shards.pipeline(urls, to_tensor, 4, collate, shuffle=8, seed=1) for k in b["key"]]
     again = [k for b in shards.pipeline(urls, to_tensor, 4, collate, shuffle=8, seed=1) for k in b["key"]]
     assert shuffled == again and sorted(shuffled) == sorted(keys) and shuffled != keys
+
+
+# Issue 15: damaged shards, and keys that do not survive WebDataset.
+
+
+def members_by_sample(path):
+    """[(key, header offset of its first member)] in the tar's order."""
+    with tarfile.open(path) as tar:
+        starts = {}
+        for member in tar.getmembers():
+            starts.setdefault(member.name.split(".", 1)[0], member.offset)
+    return list(starts.items())
+
+
+def cut_after(path, samples: int, zeros: bool = False) -> None:
+    """Cut a shard at the member boundary after ``samples`` samples (or zero everything after it, same size)."""
+    data = path.read_bytes()
+    offset = members_by_sample(path)[samples][1]
+    path.write_bytes(data[:offset] + (bytes(len(data) - offset) if zeros else b""))
+
+
+def read_keys(urls, workers: int = 0):
+    dataset = shards.pipeline(urls, to_tensor, 2, collate)
+    if workers:
+        dataset = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers)
+    return [k for b in dataset for k in b["key"]]
+
+
+@pytest.fixture
+def copied(tiny_shards, tmp_path):
+    """A writable copy of the tiny shards (coco: train 5+5+2 samples, val 4, test 4)."""
+    return shutil.copytree(tiny_shards, tmp_path / "shards")
+
+
+def one_line(err) -> str:
+    message = str(err.value)
+    assert "\n" not in message and "Traceback" not in message, message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda p: p.write_bytes(b"this is not a tar file\n" * 50), r"val-000000\.tar: unreadable shard"),
+        (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2 + 7]), r"val-000000\.tar: cut short"),
+        (lambda p: p.write_bytes(b""), r"val-000000\.tar: unreadable shard"),
+        (lambda p: p.unlink(), r"val-000000\.tar: unreadable shard \(FileNotFoundError"),
+        (lambda p: cut_after(p, 2), r"val-000000\.tar: cut short"),
+        (lambda p: cut_after(p, 2, zeros=True), r"val-000000\.tar: holds 2 samples, .*index\.json counts 4 in 'val'"),
+        (lambda p: cut_after(p, 0, zeros=True), r"val-000000\.tar: holds 0 samples"),
+    ],
+    ids=["garbage", "truncated", "empty", "missing", "member-boundary", "zero-tail", "all-zeros"],
+)
+def test_a_damaged_shard_is_one_error_naming_it(copied, damage, expected):
+    urls = shards.shard_urls(copied, "coco", "val")
+    assert len(read_keys(urls)) == 4
+    damage(copied / "coco" / "val-000000.tar")
+    with pytest.raises(shards.ShardError, match=expected) as err:
+        read_keys(urls)
+    one_line(err)
+
+
+@pytest.mark.parametrize(("shard", "keep"), [(0, 3), (1, 4), (2, 1)])
+def test_a_short_shard_of_a_split_is_named(copied, shard, keep):
+    urls = shards.shard_urls(copied, "coco", "train")
+    cut_after(copied / "coco" / f"train-{shard:06d}.tar", keep, zeros=True)  # passes the tail check
+    with pytest.raises(shards.ShardError, match=rf"train-{shard:06d}\.tar: holds {keep} samples") as err:
+        read_keys(urls)
+    one_line(err)
+
+
+def test_a_short_shard_read_by_a_dataloader_worker_is_one_line_naming_it(tiny_shards, copied):
+    urls = shards.shard_urls(copied, "coco", "train")
+    assert sorted(read_keys(urls, workers=2)) == sorted(read_keys(urls))
+    cut_after(copied / "coco" / "train-000001.tar", 3, zeros=True)  # worker 1 reads this shard alone
+    with pytest.raises(
+        shards.ShardError, match=r"train-000001\.tar: holds 3 samples.*\(DataLoader worker process 1\)$"
+    ):
+        read_keys(urls, workers=2)
+    shutil.copy(tiny_shards / "coco" / "train-000001.tar", copied / "coco")  # intact again
+    cut_after(copied / "coco" / "train-000000.tar", 4, zeros=True)  # worker 0 reads it and the last shard
+    with pytest.raises(shards.ShardError, match=r"train-000002\.tar: holds 2 samples, where 4 are left") as err:
+        read_keys(urls, workers=2)
+    assert "unless train-000000.tar (holding 4) is the short one" in one_line(err)
+    val = shards.shard_urls(copied, "coco", "val")
+    (copied / "coco" / "val-000000.tar").write_bytes(b"garbage" * 1024)  # after listing: found as it is read
+    with pytest.raises(shards.ShardError, match=r"val-000000\.tar: unreadable shard") as err:
+        read_keys(val, workers=2)
+    one_line(err)
+
+
+def test_listing_a_split_checks_its_shards_exist_and_end_as_tars(copied):
+    from soho.tasks import vqa
+
+    assert vqa.questions_of(copied, "val2014") and vqa.answer_vocabulary(copied, 5)
+    (copied / "vqa" / "train2014-000000.tar").write_bytes(b"garbage" * 100)
+    with pytest.raises(shards.ShardError, match=r"train2014-000000\.tar: cut short or overwritten \(700 bytes"):
+        vqa.answer_vocabulary(copied, 5)  # reads the shards itself, after listing them
+    cut_after(copied / "vqa" / "val2014-000000.tar", 1)
+    with pytest.raises(shards.ShardError, match=r"val2014-000000\.tar: cut short or overwritten"):
+        vqa.questions_of(copied, "val2014")
+    (copied / "coco" / "val-000000.tar").unlink()
+    with pytest.raises(shards.ShardError, match=r"val-000000\.tar: missing, though its index\.json lists it"):
+        shards.shard_urls(copied, "coco", "val")
+
+
+def test_samples_of_every_shard_are_counted_in_every_process(copied):
+    urls = shards.shard_urls(copied, "vqa", "val2014")
+    assert len(list(shards.samples(urls, split=False))) == 8  # 5 + 3
+    cut_after(copied / "vqa" / "val2014-000001.tar", 1, zeros=True)
+    with pytest.raises(shards.ShardError, match=r"val2014-000001\.tar: holds 1 samples, where 3 are left for the last"):
+        list(shards.samples(urls, split=False))
+
+
+def rename_coco_image(raw, old: str, new: str) -> None:
+    index = raw / "coco" / "dataset_coco.json"
+    (raw / "coco" / "train2014" / old).rename(raw / "coco" / "train2014" / new)
+    index.write_text(index.read_text().replace(old, new))
+
+
+def test_a_key_with_a_dot_is_refused_at_shard_time(tiny_raw, tmp_path):
+    raw = copy_raw(tiny_raw, tmp_path)
+    rename_coco_image(raw, "COCO_train2014_000000000006.jpg", "COCO.train2014.000000000006.jpg")
+    with pytest.raises(shards.ShardError, match=r"coco/train: key 'COCO\.train2014\.000000000006' .*has a '\.'") as err:
+        shards.write_all(["coco"], raw, tmp_path / "shards", 5, 0.0)
+    assert "COCO.train2014.000000000006.jpg" in one_line(err)
+    assert not (tmp_path / "shards" / "coco").exists()
+
+
+def test_a_repeated_key_is_refused_at_shard_time(tiny_raw, tmp_path):
+    raw = copy_raw(tiny_raw, tmp_path)
+    index = raw / "coco" / "dataset_coco.json"
+    data = json.loads(index.read_text())
+    data["images"].append(data["images"][0])
+    index.write_text(json.dumps(data))
+    with pytest.raises(shards.ShardError, match=r"coco/\w+: key 'COCO_\w+' repeats"):
+        shards.write_all(["coco"], raw, tmp_path / "shards", 5, 0.0)
+
+
+def test_shard_error_from_a_dataloader_worker_keeps_one_line():
+    wrapped = (
+        "Caught ShardError in DataLoader worker process 3.\nOriginal Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in f\nsoho.data.shards.ShardError: /s/coco/val-000000.tar: holds 2 samples\n'
+    )
+    assert str(shards.ShardError(wrapped)) == "/s/coco/val-000000.tar: holds 2 samples (DataLoader worker process 3)"
+    assert str(shards.ShardError("plain")) == "plain"
