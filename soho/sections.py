@@ -8,22 +8,12 @@ and loads them.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-
-def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
-    """Recursively merge ``overlay`` into a copy of ``base`` (overlay wins)."""
-    merged = copy.deepcopy(base)
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
+from soho.overrides import merge
 
 
 class Section(BaseModel):
@@ -215,7 +205,7 @@ class FinetuneParams(Section):
         if "tasks" in overlay:
             raise ValueError(f"tasks.{task}.tasks: a task's overrides cannot hold tasks of their own")
         try:
-            return FinetuneParams(**deep_merge(self.model_dump(mode="json", exclude={"tasks"}), overlay))
+            return FinetuneParams(**merge(FinetuneParams, self.model_dump(mode="json", exclude={"tasks"}), overlay))
         except ValidationError as err:
             first = err.errors()[0]
             key = ".".join(str(part) for part in first["loc"])
