@@ -11,6 +11,7 @@ lose its meaning (pre-training no longer helping); an established claim can, and
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,22 +60,24 @@ def bands(reference_dir: Path, profile: str) -> list[Band]:
     ]
 
 
-def switched_off(expected: list[Band], variants: tuple[str, ...]) -> tuple[list[Band], list[Band]]:
-    """(kept, skipped): bands on a fine-tuning variant that ``finetune.variants`` leaves out.
+def switched_off(expected: list[Band], trained: Mapping[str, tuple[str, ...]]) -> tuple[list[Band], list[Band]]:
+    """(kept, skipped): bands on a fine-tuning variant that its task's variants leave out.
 
-    Leaving a variant out is a parameter choice, not a silently missing result: its bands are
-    skipped (and reported as skipped), every other band still has to hold.
+    ``trained`` maps each task to the variants it fine-tunes (``finetune.variants``, or its
+    ``finetune.tasks.<task>.variants``). Leaving a variant out is a parameter choice, not a
+    silently missing result: its bands are skipped (and reported as skipped), every other
+    band still has to hold.
     """
     kept, skipped = [], []
     for band in expected:
-        (skipped if variant_off(band.key, variants) else kept).append(band)
+        (skipped if variant_off(band.key, trained) else kept).append(band)
     return kept, skipped
 
 
-def variant_off(key: str, variants: tuple[str, ...]) -> bool:
-    """True when ``key`` names a fine-tuning variant that ``finetune.variants`` leaves out."""
+def variant_off(key: str, trained: Mapping[str, tuple[str, ...]]) -> bool:
+    """True when ``key`` (``<task>/<variant>/...``) names a fine-tuning variant its task does not train."""
     parts = key.split("/")
-    return len(parts) > 1 and parts[1] in FINETUNE_VARIANTS and parts[1] not in variants
+    return len(parts) > 1 and parts[1] in FINETUNE_VARIANTS and parts[1] not in trained.get(parts[0], ())
 
 
 def _task_variant(key: str) -> tuple[str, str] | None:
@@ -153,9 +156,9 @@ class ReferenceClaim:
     established: bool
     evidence: str
 
-    def off(self, variants: tuple[str, ...]) -> bool:
-        """True when the claim compares a fine-tuning variant that ``finetune.variants`` leaves out."""
-        return any(variant_off(key, variants) for key in (self.claim.better, self.claim.worse) if key)
+    def off(self, trained: Mapping[str, tuple[str, ...]]) -> bool:
+        """True when the claim compares a fine-tuning variant that its task does not train."""
+        return any(variant_off(key, trained) for key in (self.claim.better, self.claim.worse) if key)
 
 
 def claims(reference_dir: Path, profile: str) -> list[ReferenceClaim]:

@@ -12,6 +12,12 @@ import sys
 from pathlib import Path
 
 from soho import report, stage, validate
+from soho.tasks import TASKS, finetune_params
+
+
+def trained_variants(params) -> dict[str, tuple[str, ...]]:
+    """Each task's fine-tuned variants: ``finetune.variants``, or its ``finetune.tasks.<task>.variants``."""
+    return {task: tuple(finetune_params(params, task).variants) for task in TASKS}
 
 
 def selected(params, reference_dir: Path) -> tuple[list, list, int, list[str]]:
@@ -20,19 +26,20 @@ def selected(params, reference_dir: Path) -> tuple[list, list, int, list[str]]:
     every_band = validate.bands(reference_dir, params.profile)
     if not every_band:
         raise SystemExit(f"error: validate: no bands for profile {params.profile!r} in {reference_dir}/")
-    expected, skipped = validate.switched_off(every_band, params.finetune.variants)
+    trained = trained_variants(params)
+    expected, skipped = validate.switched_off(every_band, trained)
     unchecked = [
-        f"validate: {task}: no band of a trained variant to check (finetune.variants: "
-        f"{', '.join(params.finetune.variants)}; the reference has bands of: {', '.join(variants)})"
+        f"validate: {task}: no band of a trained variant to check (finetune variants of {task}: "
+        f"{', '.join(trained.get(task, ()))}; the reference has bands of: {', '.join(variants)})"
         for task, variants in validate.unchecked_tasks(every_band, expected).items()
     ]
     if skipped:
         names = sorted({band.key.split("/")[1] for band in skipped})
-        print(f"validate: skipped {len(skipped)} bands of variants not in finetune.variants: {', '.join(names)}")
+        print(f"validate: skipped {len(skipped)} bands of variants their task does not fine-tune: {', '.join(names)}")
     every_claim = validate.claims(reference_dir, params.profile)
-    claims = [entry for entry in every_claim if not entry.off(params.finetune.variants)]
+    claims = [entry for entry in every_claim if not entry.off(trained)]
     if len(claims) < len(every_claim):
-        print(f"validate: skipped {len(every_claim) - len(claims)} claims of variants not in finetune.variants")
+        print(f"validate: skipped {len(every_claim) - len(claims)} claims of variants their task does not fine-tune")
     return expected, claims, len(skipped), unchecked
 
 

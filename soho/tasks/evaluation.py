@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from soho.config import Params
+from soho.config import FinetuneParams, Params
 from soho.data.loaders import LoaderSpec
 from soho.models.fusion import load_tokenizer
 from soho.tasks import finetune_params, get
@@ -21,9 +21,8 @@ from soho.tasks.model import TaskModel
 CHANCE = "chance"  # the variant name of uniform guessing: no model
 
 
-def evaluation_spec(params: Params, task: str, tokenizer) -> LoaderSpec:
-    """Evaluation batches: the shards' order, ``finetune.eval_batch_size``."""
-    settings = finetune_params(params, task)
+def evaluation_spec(params: Params, settings: FinetuneParams, tokenizer) -> LoaderSpec:
+    """Evaluation batches: the shards' order, the task's ``finetune.eval_batch_size``."""
     return LoaderSpec.build(
         params.paths.shards,
         tokenizer,
@@ -36,13 +35,13 @@ def evaluation_spec(params: Params, task: str, tokenizer) -> LoaderSpec:
 
 def evaluate(params: Params, task: str, variants: dict[str, TaskModel | None]) -> dict[str, dict]:
     """{variant: {split: metrics}} for the given fine-tuned modules (``None``: chance) on ``task``."""
-    spec_task, settings = get(task), finetune_params(params, task)
-    spec = evaluation_spec(params, task, load_tokenizer(params.model.text.init))
-    classes = spec_task.classes(Path(params.paths.shards), settings)
+    definition, settings = get(task), finetune_params(params, task)
+    spec = evaluation_spec(params, settings, load_tokenizer(params.model.text.init))
+    classes = definition.classes(Path(params.paths.shards), settings)
     rngs = {name: random.Random(params.seed) for name, module in variants.items() if module is None}
     results: dict[str, dict] = {name: {} for name in variants}
     scoring = Scoring(spec, classes, settings, rngs)
-    for split in spec_task.eval_splits:
-        for name, report in spec_task.evaluate_split(variants, split, scoring).items():
+    for split in definition.eval_splits:
+        for name, report in definition.evaluate_split(variants, split, scoring).items():
             results[name][split] = report
     return results

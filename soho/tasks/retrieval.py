@@ -9,6 +9,7 @@ the top ``finetune.retrieval_rerank_k`` of each query (ALBEF; 0 = ITM on every p
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,12 @@ from soho.tasks.base import Scoring, Task
 
 if TYPE_CHECKING:
     from soho.tasks.model import TaskModel
+
+
+@functools.cache
+def matching_objectives(itc: float) -> ObjectiveParams:
+    """Retrieval fine-tunes with pre-training's ITM (+ ITC at ``itc``) alone; built once per weight, not per step."""
+    return ObjectiveParams(mlm=0.0, mvm=0.0, itm=1.0, itc=itc)
 
 
 class Retrieval(Task):
@@ -67,8 +74,7 @@ class Retrieval(Task):
             loss, acc = itm.itm_loss(logits, labels)
             return {"loss": loss, "acc": acc}
         # ITM (+ ITC, whose similarities then pick hard negatives): the pre-training step itself
-        weights = ObjectiveParams(mlm=0.0, mvm=0.0, itm=1.0, itc=module.itc_weight)
-        out = pretraining_step(module.model, batch, weights, special_ids=None, mask_id=-1)
+        out = pretraining_step(module.model, batch, matching_objectives(module.itc_weight), special_ids=None, mask_id=-1)
         return {"loss": out["loss"], "acc": out["itm_acc"]} | ({"itc_acc": out["itc_acc"]} if "itc_acc" in out else {})
 
     def predict(self, module: TaskModel, batch: dict) -> list[float]:

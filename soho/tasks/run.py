@@ -63,15 +63,15 @@ def finetune(params: Params, task: str, variant: str, ctx: DistContext, on_log=N
     checkpoint.start_over_if_changed(train_dir, current, ctx.is_main)
     if checkpoint.is_finished(train_dir, current) and (out / "model.safetensors").exists():
         return {}  # trained by an earlier, interrupted run of the stage
-    spec_task = get(task)
-    answers = spec_task.classes(Path(params.paths.shards), settings)
+    definition = get(task)
+    answers = definition.classes(Path(params.paths.shards), settings)
     tokenizer = load_tokenizer(params.model.text.init)
     module = build(params, task, variant, answers)
     optim = settings.optim
     groups = module.model.trainable_groups() | {"head": _head_params(module)}
     trainer = Trainer(module, groups, optim, params.seed, train_dir, ctx, on_log, progress)
     spec = LoaderSpec.build(params.paths.shards, tokenizer, params.model, params.seed, optim=optim, finetune=settings)
-    final = trainer.fit(lambda epoch: spec.loader(spec_task.pipeline(spec_task.train_split, spec, answers, epoch)))
+    final = trainer.fit(lambda epoch: spec.loader(definition.pipeline(definition.train_split, spec, answers, epoch)))
     if ctx.is_main:
         with atomic_file(out / "model.safetensors") as tmp:
             checkpoint.save_model(module, str(tmp))

@@ -93,7 +93,29 @@ def test_validate_fails_naming_a_task_left_with_no_band_of_a_trained_variant(rep
     result = run_validate_stage(repo_copy)
     assert result.returncode == 1, result.stdout + result.stderr
     assert (
-        "validate: snli_ve: no band of a trained variant to check (finetune.variants: pretrained; "
+        "validate: snli_ve: no band of a trained variant to check (finetune variants of snli_ve: pretrained; "
         "the reference has bands of: chance, scratch, text_only)"
     ) in result.stdout.splitlines()
     assert "vqa:" not in result.stdout  # the other tasks keep their pretrained bands
+
+
+def test_validate_skips_the_bands_of_a_variant_one_task_switches_off_in_its_own_parameters(repo_copy):
+    """``finetune.tasks.<task>.variants`` drops a variant for that task alone: only its bands are skipped."""
+    path = repo_copy / "results" / "vqa.json"
+    data = json.loads(path.read_text())
+    del data["pretrained_scl"]
+    path.write_text(json.dumps(data))
+    params = (repo_copy / "params.yaml").read_text()
+    assert "\n  tasks: {}" in params
+    (repo_copy / "params.yaml").write_text(
+        params.replace("\n  tasks: {}", "\n  tasks: {vqa: {variants: [pretrained, scratch, text_only]}}")
+    )
+    result = run_validate_stage(repo_copy)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "bands of variants their task does not fine-tune: pretrained_scl" in result.stdout
+    other = repo_copy / "results" / "nlvr2.json"
+    data = json.loads(other.read_text())
+    del data["pretrained_scl"]
+    other.write_text(json.dumps(data))
+    missing = run_validate_stage(repo_copy)  # NLVR2 still fine-tunes pretrained_scl: its bands are checked
+    assert missing.returncode == 1 and "nlvr2/pretrained_scl" in missing.stdout and "MISSING" in missing.stdout
