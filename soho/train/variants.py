@@ -16,7 +16,16 @@ from soho.config import ConfigError, Params, with_overrides
 VARIANTS = {"soho": "pretrain", "scl": "pretrain_scl"}
 
 # The code a pre-trained checkpoint depends on (the `pretrain` stage's code dependencies in dvc.yaml).
-PRETRAIN_CODE = ("models", "objectives", "train", "eval/heldout.py", "data/loaders.py")
+PRETRAIN_CODE = (
+    "models",
+    "objectives",
+    "train",
+    "eval/heldout.py",
+    "data/loaders.py",
+    "data/shards.py",
+    "data/shard_checks.py",
+    "sections.py",
+)
 
 
 def variant_params(params: Params, variant: str) -> Params:
