@@ -186,7 +186,8 @@ def _transfer(url: str, part: Path, size: int | None, policy: RetryPolicy, progr
             raise DownloadError(f"{url}: HTTP {response.status_code} {response.reason}")
         if response.status_code == 206 and (start := _content_range(response)[0]) != offset:
             part.unlink(missing_ok=True)
-            raise _Retryable(f"asked for bytes {offset}-, the server answered from byte {start}: restarting from zero")
+            answered = "without a Content-Range" if start is None else f"from byte {start}"
+            raise _Retryable(f"asked for bytes {offset}-, the server answered {answered}: restarting from zero")
         if response.status_code == 200 and offset:
             log.warning("%s: the server ignored the Range request (HTTP 200): restarting from zero", url)
             offset = 0
@@ -239,7 +240,7 @@ def fetch_all(sources: list[Source], raw: Path, policy: RetryPolicy, progress: b
     A source with ``manual`` instructions is not fetched: its file must already be in
     ``raw/_downloads`` (licence forms), otherwise the error repeats the instructions.
     """
-    record: dict[str, dict] = {}
+    lock: dict[str, dict] = {}
     for source in sources:
         verified = _fetch_and_unpack(source, raw, policy, progress)
         if source.sha256 is None:
@@ -249,8 +250,8 @@ def fetch_all(sources: list[Source], raw: Path, policy: RetryPolicy, progress: b
                 verified.verified_by,
                 verified.sha256,
             )
-        record[source.name] = {"url": source.url, **verified.__dict__}
-    return record
+        lock[source.name] = {"url": source.url, **verified.__dict__}
+    return lock
 
 
 def _fetch_and_unpack(source: Source, raw: Path, policy: RetryPolicy, progress: bool) -> Verified:
