@@ -1,19 +1,19 @@
-"""Resumable, verified HTTP downloads and safe archive extraction (the paper profile's data path).
+"""Resumable, verified HTTP downloads of the paper profile's manifest into raw/.
 
-Why: the official archives are tens of GB; a dropped connection must resume with
-an HTTP Range request, a corrupted transfer must never be left where a later stage
-would trust it, and an archive must not write outside its target folder.
+Why: the official archives are tens of GB; a dropped connection must resume with an
+HTTP Range request, accepted only from the offset asked for, and a file must never be
+trusted until something vouches that it is complete (:mod:`soho.data.integrity`: a pinned
+sha256 or size, the server's announced length, or an archive's whole index). A truncated
+or corrupt archive is deleted and fetched once more, then fails with one line.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
+import re
 import shutil
-import tarfile
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +21,12 @@ import requests
 import yaml
 from tqdm import tqdm
 
+from soho.data.archives import ArchiveError, CorruptArchiveError, extract
+from soho.data.integrity import Unverified, Verified, forget, record, recorded, sha256_of, vouch
+
 log = logging.getLogger(__name__)
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
+CONTENT_RANGE = re.compile(r"bytes (?:(\d+)-\d+|\*)/(\d+|\*)")
 
 
 class DownloadError(RuntimeError):
@@ -33,7 +37,7 @@ class DownloadError(RuntimeError):
 class Source:
     """One manifest entry: where a file comes from and how to check and unpack it.
 
-    Keyword fields only, as the manifest names them: nine fields are too many to pass by position.
+    Keyword fields only, as the manifest names them: ten fields are too many to pass by position.
     """
 
     name: str
@@ -42,13 +46,14 @@ class Source:
     filename: str
     sha256: str | None = None
     size: int | None = None
+    pinned_from: str | None = None  # where the pinned sha256/size were published
     extract_to: str | None = None
     members: dict[str, str] = field(default_factory=dict)
     place_as: str | None = None  # a plain (non-archive) file: its path under raw/
 
 
 def load_manifest(path: Path) -> list[Source]:
-    """Read a download manifest; unknown or missing fields raise naming the entry."""
+    """Read a download manifest; unknown or missing fields and malformed pins raise naming the entry."""
     path = Path(path)
     try:
         entries = yaml.safe_load(path.read_text())["sources"]
@@ -59,18 +64,17 @@ def load_manifest(path: Path) -> list[Source]:
     sources = []
     for index, entry in enumerate(entries):
         try:
-            sources.append(Source(**entry))
+            source = Source(**entry)
         except TypeError as err:
             raise DownloadError(f"{path}: sources[{index}]: {err}") from None
+        if source.sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", source.sha256):
+            raise DownloadError(
+                f"{path}: sources[{index}] ({source.name}): sha256 {source.sha256!r} is not 64 hex digits"
+            )
+        if source.size is not None and (not isinstance(source.size, int) or source.size <= 0):
+            raise DownloadError(f"{path}: sources[{index}] ({source.name}): size {source.size!r} is not a byte count")
+        sources.append(source)
     return sources
-
-
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -92,22 +96,57 @@ def download(
     size: int | None = None,
     policy: RetryPolicy = RetryPolicy(),
     progress: bool = True,
-) -> Path:
+    archive: bool = False,
+) -> Verified:
     """Download ``url`` to ``dest``, resuming a ``dest.part`` left by an earlier attempt.
 
-    The file appears at ``dest`` only after its size and sha256 (when given) match;
-    on a mismatch the partial file is deleted and :class:`DownloadError` is raised.
+    The file appears at ``dest`` only once :func:`vouch` finds it complete; otherwise the
+    partial file is deleted and :class:`DownloadError` (or, for an ``archive`` that nothing
+    else vouches for, :class:`CorruptArchiveError`) is raised. A ``dest`` without a valid
+    sidecar is checked again: kept if its pinned sha256 matches, otherwise resumed as a part.
     """
     dest = Path(dest)
-    if dest.exists() and (sha256 is None or sha256_of(dest) == sha256):
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    if (known := recorded(dest, sha256, size)) is not None:
+        return known
     part = dest.with_name(dest.name + ".part")
+    if dest.exists():
+        if sha256 is not None and sha256_of(dest) == sha256.lower():
+            return record(dest, Verified(sha256.lower(), dest.stat().st_size, "sha256 pin"))
+        if sha256 is not None:
+            dest.unlink()  # damaged, not short: nothing in it to resume
+        else:
+            os.replace(dest, part)  # the pins, the server's length or the index decide
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    announced = _transfer_with_retries(url, part, size, policy, progress)
+    try:
+        verified = vouch(part, sha256, size, announced, archive)
+    except Unverified as err:
+        part.unlink()
+        raise DownloadError(f"{url}: {err}; file removed") from None
+    except CorruptArchiveError as err:
+        part.unlink()
+        raise CorruptArchiveError(dest, err.reason) from None
+    if verified is None:
+        actual = part.stat().st_size
+        part.unlink()
+        raise DownloadError(
+            f"{url}: cannot tell whether the {actual}-byte download is complete: the server sent no "
+            "Content-Length and the manifest pins no size or sha256; file removed"
+        )
+    os.replace(part, dest)
+    return record(dest, verified)
+
+
+class _Retryable(Exception):
+    pass
+
+
+def _transfer_with_retries(url: str, part: Path, size: int | None, policy: RetryPolicy, progress: bool) -> int | None:
+    """:func:`_transfer` with bounded, backed-off retries; returns the file's length when known."""
     attempt = 0
     while True:
         try:
-            _transfer(url, part, size, policy, progress)
-            break
+            return _transfer(url, part, size, policy, progress)
         except _Retryable as err:
             if attempt >= policy.retries:
                 raise DownloadError(f"{url}: giving up after {attempt + 1} attempts: {err}") from None
@@ -115,134 +154,84 @@ def download(
             log.warning("%s: %s; retry %d/%d in %.1fs", url, err, attempt + 1, policy.retries, wait)
             time.sleep(wait)
             attempt += 1
-    _verify(url, part, sha256, size)
-    os.replace(part, dest)
-    return dest
 
 
-class _Retryable(Exception):
-    pass
-
-
-def _transfer(url: str, part: Path, size: int | None, policy: RetryPolicy, progress: bool) -> None:
+def _transfer(url: str, part: Path, size: int | None, policy: RetryPolicy, progress: bool) -> int | None:
+    """Fetch the rest of ``part``; returns the whole file's length (pinned, else announced) or ``None``."""
     offset = part.stat().st_size if part.exists() else 0
-    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    if size is not None and offset >= size:
+        if offset == size:
+            return size
+        part.unlink()
+        offset = 0
+    headers = {"Accept-Encoding": "identity"}  # the bytes of the file, as the lengths count them
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
     try:
         response = requests.get(url, headers=headers, stream=True, timeout=policy.timeout_s)
     except requests.RequestException as err:
         raise _Retryable(str(err)) from None
     with response:
-        if response.status_code == 416 and offset:  # nothing left to fetch: the part is complete
-            return
+        if response.status_code == 416 and offset:
+            _, total = _content_range(response)
+            if total == offset:  # nothing left to fetch: the part is the whole file
+                return total
+            part.unlink()
+            raise _Retryable(
+                f"HTTP 416 for bytes {offset}- of a file of {total or 'unknown'} bytes: restarting from zero"
+            )
         if response.status_code in RETRYABLE_STATUS:
             raise _Retryable(f"HTTP {response.status_code} {response.reason}")
         if response.status_code not in (200, 206):
             raise DownloadError(f"{url}: HTTP {response.status_code} {response.reason}")
-        if response.status_code == 200 and offset:  # server ignored Range: start over
+        if response.status_code == 206 and (start := _content_range(response)[0]) != offset:
+            part.unlink(missing_ok=True)
+            answered = "without a Content-Range" if start is None else f"from byte {start}"
+            raise _Retryable(f"asked for bytes {offset}-, the server answered {answered}: restarting from zero")
+        if response.status_code == 200 and offset:
+            log.warning("%s: the server ignored the Range request (HTTP 200): restarting from zero", url)
             offset = 0
-        total = size or _content_total(response, offset)
-        mode = "ab" if offset else "wb"
-        bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=part.name[:-5], disable=not progress)
-        try:
-            with open(part, mode) as handle, bar:
-                for block in response.iter_content(chunk_size=policy.chunk_bytes):
-                    handle.write(block)
-                    bar.update(len(block))
-        except (requests.RequestException, ConnectionError) as err:
-            raise _Retryable(f"interrupted at {part.stat().st_size} bytes: {err}") from None
-        expected = _content_total(response, offset)
-        if expected is not None and part.stat().st_size < expected:
-            raise _Retryable(f"short read: {part.stat().st_size} of {expected} bytes")
+        announced = _announced_length(response, offset)
+        if size is not None and announced is not None and announced != size:
+            part.unlink(missing_ok=True)
+            raise DownloadError(f"{url}: the server reports {announced} bytes, the manifest pins {size}")
+        total = size if size is not None else announced
+        _write_body(response, part, offset, total, policy, progress)
+    if total is not None and part.stat().st_size < total:
+        raise _Retryable(f"short read: {part.stat().st_size} of {total} bytes")
+    return total
 
 
-def _content_total(response: requests.Response, offset: int) -> int | None:
-    if response.status_code == 206 and "/" in response.headers.get("Content-Range", ""):
-        total = response.headers["Content-Range"].rsplit("/", 1)[1]
-        return int(total) if total.isdigit() else None
-    length = response.headers.get("Content-Length")
-    return int(length) + (offset if response.status_code == 206 else 0) if length else None
+def _write_body(
+    response: requests.Response, part: Path, offset: int, total: int | None, policy: RetryPolicy, progress: bool
+) -> None:
+    bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=part.name[:-5], disable=not progress)
+    try:
+        with open(part, "ab" if offset else "wb") as handle, bar:
+            for block in response.iter_content(chunk_size=policy.chunk_bytes):
+                handle.write(block)
+                bar.update(len(block))
+    except (requests.RequestException, ConnectionError) as err:
+        raise _Retryable(f"interrupted at {part.stat().st_size} bytes: {err}") from None
 
 
-def _verify(url: str, part: Path, sha256: str | None, size: int | None) -> None:
-    actual_size = part.stat().st_size
-    if size is not None and actual_size != size:
-        part.unlink()
-        raise DownloadError(f"{url}: size mismatch: expected {size} bytes, got {actual_size}; partial file removed")
-    if sha256 is not None:
-        actual = sha256_of(part)
-        if actual != sha256.lower():
-            part.unlink()
-            raise DownloadError(f"{url}: sha256 mismatch: expected {sha256}, got {actual}; file removed")
+def _content_range(response: requests.Response) -> tuple[int | None, int | None]:
+    """(first byte, whole length) of a ``Content-Range`` header; ``None`` for what it lacks."""
+    match = CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+    if match is None:
+        return None, None
+    start, total = match.groups()
+    return (int(start) if start else None), (int(total) if total.isdigit() else None)
 
 
-def _inside(root: Path, name: str) -> bool:
-    target = (root / name).resolve()
-    return target == root or root in target.parents
-
-
-def check_tar_member(member: tarfile.TarInfo, root: Path, archive: Path) -> None:
-    name = member.name
-    if name.startswith("/") or Path(name).is_absolute():
-        raise DownloadError(f"{archive}: refusing absolute path {name!r}")
-    if ".." in Path(name).parts or not _inside(root, name):
-        raise DownloadError(f"{archive}: refusing path {name!r} that leaves {root}")
-    if member.issym() or member.islnk():
-        link_base = (root / name).parent if member.issym() else root
-        if Path(member.linkname).is_absolute() or not _inside(
-            root, str((link_base / member.linkname).relative_to(root))
-        ):
-            raise DownloadError(f"{archive}: refusing link {name!r} -> {member.linkname!r} that leaves {root}")
-    if member.isdev():
-        raise DownloadError(f"{archive}: refusing device file {name!r}")
-
-
-def extract(archive: Path, target: Path, members: dict[str, str] | None = None) -> None:
-    """Extract a .tar(.gz/.bz2/.xz) or .zip into ``target``, refusing unsafe paths and links.
-
-    ``members`` maps archive member names to paths under ``target``; when given, only those
-    members are extracted (used to place annotation files where the readers look).
-    """
-    archive, target = Path(archive), Path(target)
-    target.mkdir(parents=True, exist_ok=True)
-    root = target.resolve()
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zipped:
-            for info in zipped.infolist():
-                is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
-                if (
-                    info.filename.startswith("/")
-                    or ".." in Path(info.filename).parts
-                    or not _inside(root, info.filename)
-                ):
-                    raise DownloadError(f"{archive}: refusing path {info.filename!r} that leaves {root}")
-                if is_link:
-                    raise DownloadError(f"{archive}: refusing symbolic link {info.filename!r}")
-            for info in zipped.infolist():
-                if members and info.filename not in members:
-                    continue
-                if members:
-                    out = root / members[info.filename]
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    with zipped.open(info) as src, open(out, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                else:
-                    zipped.extract(info, root)
-        return
-    if not tarfile.is_tarfile(archive):
-        raise DownloadError(f"{archive}: neither a zip nor a tar archive")
-    with tarfile.open(archive) as tarred:
-        chosen = tarred.getmembers()
-        for member in chosen:
-            check_tar_member(member, root, archive)
-        if members:
-            for member in chosen:
-                if member.name in members and member.isfile():
-                    out = root / members[member.name]
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    with tarred.extractfile(member) as src, open(out, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-        else:
-            tarred.extractall(root, filter="data")
+def _announced_length(response: requests.Response, offset: int) -> int | None:
+    """The whole file's length as the server states it, or ``None`` when it does not."""
+    if response.headers.get("Content-Encoding", "identity") != "identity":
+        return None  # the length counts encoded bytes, not the file's
+    if response.status_code == 206 and (total := _content_range(response)[1]) is not None:
+        return total
+    length = response.headers.get("Content-Length", "")
+    return int(length) + (offset if response.status_code == 206 else 0) if length.isdigit() else None
 
 
 def fetch_all(sources: list[Source], raw: Path, policy: RetryPolicy, progress: bool = True) -> dict[str, dict]:
@@ -251,27 +240,66 @@ def fetch_all(sources: list[Source], raw: Path, policy: RetryPolicy, progress: b
     A source with ``manual`` instructions is not fetched: its file must already be in
     ``raw/_downloads`` (licence forms), otherwise the error repeats the instructions.
     """
-    downloads = raw / "_downloads"
-    record: dict[str, dict] = {}
+    lock: dict[str, dict] = {}
     for source in sources:
-        dest = downloads / source.filename
-        if source.manual and not dest.exists():
-            raise DownloadError(
-                f"{source.name}: {dest} is missing and cannot be fetched automatically: {source.manual}"
-            )
-        if not source.manual:
-            download(source.url, dest, source.sha256, source.size, policy, progress)
-        digest = sha256_of(dest)
+        verified = _fetch_and_unpack(source, raw, policy, progress)
         if source.sha256 is None:
-            log.warning("%s: no sha256 pinned in the manifest; recorded %s", source.name, digest)
-        marker = raw / "_extracted" / f"{source.filename}.{digest[:16]}"
-        if source.extract_to is not None and not marker.exists():
-            extract(dest, raw / source.extract_to, source.members or None)
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
-        if source.place_as is not None:
-            placed = raw / source.place_as
-            placed.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(dest, placed)
-        record[source.name] = {"url": source.url, "sha256": digest, "size": dest.stat().st_size}
-    return record
+            log.warning(
+                "%s: no sha256 pinned in the manifest; %s vouched, recorded %s",
+                source.name,
+                verified.verified_by,
+                verified.sha256,
+            )
+        lock[source.name] = {"url": source.url, **verified.__dict__}
+    return lock
+
+
+def _fetch_and_unpack(source: Source, raw: Path, policy: RetryPolicy, progress: bool) -> Verified:
+    """One source, fetched, verified and unpacked; a damaged archive is deleted and fetched once more."""
+    dest = raw / "_downloads" / source.filename
+    for attempt in (1, 2):
+        try:
+            verified = _obtain(source, dest, policy, progress)
+            _unpack(source, dest, raw, verified)
+            return verified
+        except CorruptArchiveError as err:
+            if source.manual:
+                raise DownloadError(f"{source.name}: {err}; replace it: {source.manual}") from None
+            forget(dest)
+            if attempt == 2:
+                raise DownloadError(f"{source.name}: {err}; deleted after 2 downloads from {source.url}") from None
+            log.warning("%s: %s; deleted, downloading it once more", source.name, err)
+        except ArchiveError as err:
+            raise DownloadError(f"{source.name}: {err}") from None
+    raise AssertionError("unreachable")
+
+
+def _obtain(source: Source, dest: Path, policy: RetryPolicy, progress: bool) -> Verified:
+    archive = source.extract_to is not None
+    if not source.manual:
+        return download(source.url, dest, source.sha256, source.size, policy, progress, archive)
+    if not dest.exists():
+        raise DownloadError(f"{source.name}: {dest} is missing and cannot be fetched automatically: {source.manual}")
+    if (known := recorded(dest, source.sha256, source.size)) is not None:
+        return known
+    try:
+        verified = vouch(dest, source.sha256, source.size, None, archive)
+    except Unverified as err:
+        raise DownloadError(f"{source.name}: {dest}: {err}; replace it: {source.manual}") from None
+    if verified is None:
+        raise DownloadError(
+            f"{source.name}: {dest}: cannot tell whether it is complete: pin its size or sha256 in the manifest"
+        )
+    return record(dest, verified)
+
+
+def _unpack(source: Source, dest: Path, raw: Path, verified: Verified) -> None:
+    marker = raw / "_extracted" / f"{source.filename}.{verified.sha256[:16]}"
+    if source.extract_to is not None and not marker.exists():
+        extract(dest, raw / source.extract_to, source.members or None)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    if source.place_as is not None:
+        placed = raw / source.place_as
+        placed.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(dest, placed)

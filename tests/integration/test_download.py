@@ -6,7 +6,8 @@ import zipfile
 
 import pytest
 
-from soho.data import download
+from soho.data import archives, download
+from soho.data.archives import ArchiveError
 from soho.data.download import DownloadError, RetryPolicy
 
 from ..support.http_server import FixtureServer
@@ -25,8 +26,8 @@ def server():
 
 def test_interrupted_transfer_resumes_with_range(server, tmp_path):
     server.cut_after["/data.bin"] = 20_000
-    dest = download.download(f"{server.url}/data.bin", tmp_path / "data.bin", SHA, len(BODY), FAST, progress=False)
-    assert dest.read_bytes() == BODY
+    verified = download.download(f"{server.url}/data.bin", tmp_path / "data.bin", SHA, len(BODY), FAST, progress=False)
+    assert (tmp_path / "data.bin").read_bytes() == BODY and verified.verified_by == "sha256 pin"
     ranges = [r for p, r in server.requests if p == "/data.bin"]
     assert ranges[0] is None and ranges[1] is not None and int(ranges[1][6:-1]) > 10_000
     assert not (tmp_path / "data.bin.part").exists()
@@ -87,21 +88,21 @@ def tar_entry(name, kind=tarfile.REGTYPE, link=""):
 )
 def test_unsafe_tar_is_refused(tmp_path, member, message):
     archive = make_tar(tmp_path, tar_entry("ok/fine.txt"), member)
-    with pytest.raises(DownloadError, match=message):
-        download.extract(archive, tmp_path / "out")
+    with pytest.raises(ArchiveError, match=message):
+        archives.extract(archive, tmp_path / "out")
     assert not (tmp_path / "out" / "ok" / "fine.txt").exists()
     assert not (tmp_path / "evil.txt").exists()
 
 
 def test_safe_archives_extract_and_members_are_placed(tmp_path):
     archive = make_tar(tmp_path, tar_entry("ok/fine.txt"), tar_entry("ok/link", tarfile.SYMTYPE, "fine.txt"))
-    download.extract(archive, tmp_path / "out")
+    archives.extract(archive, tmp_path / "out")
     assert (tmp_path / "out" / "ok" / "fine.txt").read_bytes() == b"x"
     zipped = tmp_path / "c.zip"
     with zipfile.ZipFile(zipped, "w") as z:
         z.writestr("dataset_coco.json", "{}")
         z.writestr("dataset_flickr8k.json", "{}")
-    download.extract(zipped, tmp_path / "raw", {"dataset_coco.json": "coco/dataset_coco.json"})
+    archives.extract(zipped, tmp_path / "raw", {"dataset_coco.json": "coco/dataset_coco.json"})
     assert (tmp_path / "raw" / "coco" / "dataset_coco.json").read_text() == "{}"
     assert not (tmp_path / "raw" / "dataset_flickr8k.json").exists()
 
@@ -110,8 +111,8 @@ def test_zip_traversal_is_refused(tmp_path):
     zipped = tmp_path / "evil.zip"
     with zipfile.ZipFile(zipped, "w") as z:
         z.writestr("../../evil.txt", "x")
-    with pytest.raises(DownloadError, match=r"evil\.zip: refusing path '\.\./\.\./evil\.txt'"):
-        download.extract(zipped, tmp_path / "out")
+    with pytest.raises(ArchiveError, match=r"evil\.zip: refusing path '\.\./\.\./evil\.txt'"):
+        archives.extract(zipped, tmp_path / "out")
 
 
 def test_fetch_all_from_manifest_with_manual_source(server, tmp_path):
@@ -141,3 +142,177 @@ def test_paper_manifest_parses():
 
     sources = download.load_manifest(REPO / "soho/data/manifests/paper.yaml")
     assert {"coco-train2014", "karpathy-splits", "vqa-annotations-val", "msrvtt"} <= {s.name for s in sources}
+
+
+# Issue 15, failure 8: a file is trusted only once verified complete; resume only from the right offset.
+
+
+def fetch(server, tmp_path, path="/data.bin", **pins):
+    return download.download(f"{server.url}{path}", tmp_path / "data.bin", policy=FAST, progress=False, **pins)
+
+
+def test_cut_without_content_length_is_refused_when_nothing_else_can_tell(server, tmp_path):
+    server.no_length.add("/data.bin")
+    server.cut_after["/data.bin"] = 20_000
+    with pytest.raises(DownloadError, match=r"/data\.bin: cannot tell whether the 20000-byte download is complete"):
+        fetch(server, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cut_without_content_length_resumes_to_the_pinned_size(server, tmp_path):
+    server.no_length.add("/data.bin")
+    server.cut_after["/data.bin"] = 20_000
+    fetch(server, tmp_path, size=len(BODY))
+    assert (tmp_path / "data.bin").read_bytes() == BODY
+    assert [r for _, r in server.requests] == [None, "bytes=20000-"]
+
+
+def test_206_from_the_wrong_offset_restarts_from_zero(server, tmp_path):
+    (tmp_path / "data.bin.part").write_bytes(BODY[:30_000])
+    server.wrong_offset["/data.bin"] = 20_000
+    fetch(server, tmp_path)
+    assert (tmp_path / "data.bin").read_bytes() == BODY
+    assert [r for _, r in server.requests] == ["bytes=30000-", None]
+
+
+def test_range_ignored_restarts_from_zero(server, tmp_path):
+    (tmp_path / "data.bin.part").write_bytes(b"\0" * 30_000)
+    server.ignore_range.add("/data.bin")
+    fetch(server, tmp_path)
+    assert (tmp_path / "data.bin").read_bytes() == BODY
+    assert [r for _, r in server.requests] == ["bytes=30000-"]
+
+
+def test_416_for_a_part_longer_than_the_file_restarts_from_zero(server, tmp_path):
+    (tmp_path / "data.bin.part").write_bytes(BODY + b"stale tail")  # the file changed on the server
+    fetch(server, tmp_path)
+    assert (tmp_path / "data.bin").read_bytes() == BODY
+    assert [r for _, r in server.requests] == [f"bytes={len(BODY) + 10}-", None]
+
+
+def test_existing_unverified_file_is_completed_not_trusted(server, tmp_path):
+    (tmp_path / "data.bin").write_bytes(BODY[:20_000])  # left by a run that could not tell it was short
+    fetch(server, tmp_path)
+    assert (tmp_path / "data.bin").read_bytes() == BODY
+    assert [r for _, r in server.requests] == ["bytes=20000-"]
+
+
+def test_verified_file_is_trusted_without_a_request(server, tmp_path):
+    fetch(server, tmp_path)
+    fetch(server, tmp_path)
+    assert len(server.requests) == 1
+    (tmp_path / "data.bin").write_bytes(BODY[:10])  # changed behind our back: checked again
+    fetch(server, tmp_path)
+    assert (tmp_path / "data.bin").read_bytes() == BODY and len(server.requests) == 2
+    verified = fetch(server, tmp_path)
+    assert (verified.sha256, verified.size, verified.verified_by) == (SHA, len(BODY), "content-length")
+    assert len(server.requests) == 2
+
+
+def test_server_size_against_the_pin_fails_before_the_transfer(server, tmp_path):
+    with pytest.raises(DownloadError, match=r"/data\.bin: the server reports 50000 bytes, the manifest pins 49999"):
+        fetch(server, tmp_path, size=len(BODY) - 1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def tar_gz_bytes(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+ARCHIVE = tar_gz_bytes({f"imgs/{i}.bin": os.urandom(4_000) for i in range(10)})
+
+
+def archive_manifest(tmp_path, url, manual: str | None = None):
+    manifest = tmp_path / "manifest.yaml"
+    extra = f", manual: '{manual}'" if manual else ""
+    manifest.write_text(f"sources:\n  - {{name: imgs, url: '{url}', filename: imgs.tar.gz, extract_to: imgs{extra}}}\n")
+    return download.load_manifest(manifest)
+
+
+def test_truncated_archive_left_by_an_earlier_run_is_fetched_again(server, tmp_path):
+    server.files["/imgs.tar.gz"] = ARCHIVE
+    raw = tmp_path / "raw"
+    (raw / "_downloads").mkdir(parents=True)
+    (raw / "_downloads" / "imgs.tar.gz").write_bytes(ARCHIVE[: len(ARCHIVE) // 2])
+    record = download.fetch_all(archive_manifest(tmp_path, f"{server.url}/imgs.tar.gz"), raw, FAST, progress=False)
+    assert len(list((raw / "imgs" / "imgs").iterdir())) == 10
+    assert record["imgs"]["sha256"] == hashlib.sha256(ARCHIVE).hexdigest()
+
+
+def test_archive_cut_without_length_is_fetched_once_more(server, tmp_path):
+    server.files["/imgs.tar.gz"] = ARCHIVE
+    server.no_length.add("/imgs.tar.gz")
+    server.cut_after["/imgs.tar.gz"] = len(ARCHIVE) // 2
+    raw = tmp_path / "raw"
+    record = download.fetch_all(archive_manifest(tmp_path, f"{server.url}/imgs.tar.gz"), raw, FAST, progress=False)
+    assert len(list((raw / "imgs" / "imgs").iterdir())) == 10
+    assert record["imgs"]["verified_by"] == "archive index"
+    assert [r for _, r in server.requests] == [None, None]
+
+
+@pytest.mark.parametrize("fault", ["cut without length", "garbage with length"])
+def test_archive_bad_twice_is_one_line_naming_the_file(server, tmp_path, fault):
+    if fault == "cut without length":
+        server.files["/imgs.tar.gz"] = ARCHIVE
+        server.no_length.add("/imgs.tar.gz")
+        server.cut_after["/imgs.tar.gz"] = [len(ARCHIVE) // 2] * 5
+    else:
+        server.files["/imgs.tar.gz"] = b"<html>not here</html>"
+    raw = tmp_path / "raw"
+    with pytest.raises(DownloadError) as err:
+        download.fetch_all(archive_manifest(tmp_path, f"{server.url}/imgs.tar.gz"), raw, FAST, progress=False)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"imgs: {raw / '_downloads' / 'imgs.tar.gz'}: truncated or corrupt archive")
+    assert "after 2 downloads" in message
+    assert len(server.requests) == 2
+    assert not (raw / "_downloads" / "imgs.tar.gz").exists()
+
+
+def test_truncated_manual_archive_is_one_line_with_the_instructions(tmp_path):
+    raw = tmp_path / "raw"
+    (raw / "_downloads").mkdir(parents=True)
+    (raw / "_downloads" / "imgs.tar.gz").write_bytes(ARCHIVE[:-100])
+    sources = archive_manifest(tmp_path, "https://example.org/form", manual="fill in the form")
+    with pytest.raises(
+        DownloadError, match=r"^imgs: .*imgs\.tar\.gz: truncated or corrupt archive \(.*\); .*fill in the form$"
+    ):
+        download.fetch_all(sources, raw, FAST, progress=False)
+
+
+def test_stage_reports_a_bad_archive_in_one_line_exit_2(server, tmp_path, monkeypatch, capsys):
+    from soho import stage
+
+    from ..conftest import REPO
+
+    server.files["/imgs.tar.gz"] = ARCHIVE[: len(ARCHIVE) // 2]  # the server's own copy is damaged
+    sources = archive_manifest(tmp_path, f"{server.url}/imgs.tar.gz")
+    monkeypatch.setattr("sys.argv", ["stages/download.py", "--params", str(REPO / "params.yaml")])
+    for name in ("SOHO_PROFILE", "SOHO_PIPELINE_ID"):
+        monkeypatch.delenv(name, raising=False)
+
+    def body(params, args):
+        download.fetch_all(sources, tmp_path / "raw", FAST, progress=False)
+
+    assert stage.run("download", body, own_runs=True) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: download: imgs: ") and "imgs.tar.gz" in lines[0]
+
+
+PUBLISHED = {"coco-train2014", "coco-val2014", "vg-images-1", "vg-images-2", "nlvr2-dev", "nlvr2-test1"}
+
+
+def test_paper_manifest_pins_the_published_checksums():
+    from ..conftest import REPO
+
+    sources = {s.name: s for s in download.load_manifest(REPO / "soho/data/manifests/paper.yaml")}
+    for name in PUBLISHED:
+        source = sources[name]
+        assert len(source.sha256 or "") == 64 and source.size > 0 and source.pinned_from, name
+    assert sources["coco-train2014"].size == 13510573713
