@@ -122,3 +122,18 @@ def test_the_suggested_dvc_exp_run_gives_the_parameters_the_variables_gave(monke
         monkeypatch.delenv(name)
     apply_overrides(project / "params.yaml", set_params)
     assert load_params(project / "params.yaml") == expected
+
+
+def test_every_stage_reading_a_section_the_paper_overlay_sets_depends_on_the_overlay():
+    """Else editing ``profiles/paper.yaml`` (where the paper profile's keys live) left the stage up to date."""
+    import yaml
+
+    overlay = set(yaml.safe_load((REPO / "profiles" / "paper.yaml").read_text()))
+    for pipeline in ("dvc.yaml", "ablations/dvc.yaml"):
+        stages = yaml.safe_load((REPO / pipeline).read_text())["stages"]
+        for name, stage in stages.items():
+            stage = stage.get("do", stage)  # foreach stages
+            base = (REPO / pipeline).parent / stage.get("wdir", ".")
+            deps = {(base / dep).resolve() for dep in stage.get("deps", [])}
+            if overlay & set(stage.get("params", [])):
+                assert (REPO / "profiles" / "paper.yaml").resolve() in deps, f"{pipeline}: {name}"
