@@ -6,7 +6,8 @@ before any work starts, naming the dotted key and the reason. The profile
 overlay file (``profiles/paper.yaml``) merged over ``params.yaml``. Environment variables
 ``SOHO_<SECTION>__<KEY>`` override both (e.g. ``SOHO_SHARD__MAX_BAD_FRACTION=0.1``), by the
 rule of :mod:`soho.overrides` (an unknown section or key is refused; a list or mapping replaces
-the file's), except in a stage DVC runs, where DVC would not record them (:mod:`soho.untracked`). Every override the pipeline applies later (each ``ablations.runs`` row, the
+the file's), except in a stage DVC runs, where DVC would not record them (:mod:`soho.untracked`).
+Every override the pipeline applies later (each ``ablations.runs`` row, the
 ``pretrain_scl.overrides``) is tried when the parameters load, so a bad one fails before any work.
 """
 
@@ -184,8 +185,9 @@ def load_params(path: str | Path = "params.yaml", profile: str | None = None) ->
 
     ``profile`` is the ``--profile`` flag; :func:`resolve_profile` says which profile wins.
     The overlay merged is ``profiles/<params.profile>.yaml``. Under DVC, environment overrides
-    are refused (:func:`soho.untracked.refuse_untracked`). Then every override applied later is tried (:func:`check_overrides`). Raises :class:`ConfigError` naming each bad key,
-    and the variable where it came from the environment.
+    are refused (:func:`soho.untracked.refuse_untracked`). Then every override applied later
+    is tried (:func:`check_overrides`). Raises :class:`ConfigError` naming each bad key, and
+    the variable where it came from the environment.
     """
     path = Path(path)
     in_file = read_yaml(path)
