@@ -6,7 +6,8 @@ before any work starts, naming the dotted key and the reason. The profile
 overlay file (``profiles/paper.yaml``) merged over ``params.yaml``. Environment variables
 ``SOHO_<SECTION>__<KEY>`` override both (e.g. ``SOHO_SHARD__MAX_BAD_FRACTION=0.1``), by the
 rule of :mod:`soho.overrides` (an unknown section or key is refused; a list or mapping replaces
-the file's). Every override the pipeline applies later (each ``ablations.runs`` row, the
+the file's), except in a stage DVC runs, where DVC would not record them (:mod:`soho.untracked`).
+Every override the pipeline applies later (each ``ablations.runs`` row, the
 ``pretrain_scl.overrides``) is tried when the parameters load, so a bad one fails before any work.
 """
 
@@ -25,6 +26,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from soho import untracked
 from soho.overrides import NOT_PARAMETERS, ConfigError, EnvOverride, env_overrides, merge, put  # noqa: F401
 from soho.sections import (  # noqa: F401  (re-exported: soho.config is where callers find every section)
     FINETUNE_VARIANTS,
@@ -182,17 +184,26 @@ def load_params(path: str | Path = "params.yaml", profile: str | None = None) ->
     """Load ``params.yaml``, merge the profile overlay and env overrides, validate.
 
     ``profile`` is the ``--profile`` flag; :func:`resolve_profile` says which profile wins.
-    The overlay merged is ``profiles/<params.profile>.yaml``. Then every override applied
-    later is tried (:func:`check_overrides`). Raises :class:`ConfigError` naming each bad key,
-    and the variable where it came from the environment.
+    The overlay merged is ``profiles/<params.profile>.yaml``. Under DVC, environment overrides
+    are refused (:func:`soho.untracked.refuse_untracked`). Then every override applied later
+    is tried (:func:`check_overrides`). Raises :class:`ConfigError` naming each bad key, and
+    the variable where it came from the environment.
     """
     path = Path(path)
-    raw = read_yaml(path)
-    chosen = resolve_profile(profile, os.environ.get("SOHO_PROFILE"), raw.get("profile"), str(path))
-    if chosen != "embedded":
-        raw = merge(Params, raw, read_yaml(path.parent / "profiles" / f"{chosen}.yaml"))
-    raw["profile"] = chosen
+    in_file = read_yaml(path)
+    chosen = resolve_profile(profile, os.environ.get("SOHO_PROFILE"), in_file.get("profile"), str(path))
+    overlay_path = path.parent / "profiles" / f"{chosen}.yaml"
+    overlay = read_yaml(overlay_path) if chosen != "embedded" else {}
     env = env_overrides(os.environ, Params)
+    untracked.refuse_untracked(
+        os.environ,
+        env,
+        Params,
+        tracked_profile=resolve_profile(profile, None, in_file.get("profile"), str(path)),
+        files={str(path): in_file, str(overlay_path): overlay},
+    )
+    raw = merge(Params, in_file, overlay)
+    raw["profile"] = chosen
     for override in env:
         put(Params, raw, override.path, override.value)
     params = _validated(raw, str(path), env)

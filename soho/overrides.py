@@ -22,7 +22,7 @@ PREFIX, DELIMITER = "SOHO_", "__"  # SOHO_<SECTION>__<KEY>
 
 # The SOHO_* variables that are not parameter overrides, and what reads each.
 NOT_PARAMETERS = {
-    "SOHO_PROFILE": "the profile: soho.config.load_params (resolve_profile), with --profile",
+    "SOHO_PROFILE": "the profile: soho.config.load_params (resolve_profile), with --profile; under DVC, only the file's",
     "SOHO_PIPELINE_ID": "the MLflow pipeline id: soho.stage, set by scripts/pipeline.sh and scripts/test.sh",
     "SOHO_SKIP_PIPELINE": "scripts/test.sh: 1 stops after the test suite",
 }
