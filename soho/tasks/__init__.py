@@ -22,7 +22,7 @@ REGISTRY: dict[str, Task] = {
         VQA(),
         NLVR2(),
         SnliVE(),
-        Retrieval("retrieval_msrvtt", "msrvtt"),  # video: the same encoder over sampled frames
+        Retrieval("retrieval_msrvtt", "msrvtt", video=True),  # video: the same encoder over sampled frames
     )
 }
 TASKS = tuple(REGISTRY)

@@ -43,6 +43,9 @@ class Task:
     train_split: ClassVar[str] = "train"
     eval_splits: ClassVar[tuple[str, ...]]
     sees_text_alone: ClassVar[bool] = True  # False: a text-only baseline is meaningless (retrieval)
+    # The served model (soho.serving): its image columns (base64 PNG/JPEG) besides ``text``, and its outputs
+    image_inputs: ClassVar[tuple[str, ...]] = ("image",)
+    outputs: ClassVar[dict[str, str]]  # output column -> MLflow type ("string", "double")
 
     def variants(self, variants: tuple[str, ...]) -> tuple[str, ...]:
         """The fine-tuning variants worth training for this task."""
@@ -92,6 +95,14 @@ class Task:
 
     def predict(self, module: TaskModel, batch: dict) -> list:
         return self.logits(module, batch).argmax(-1).tolist()
+
+    def serving_pixels(self, images: list, spec: LoaderSpec) -> torch.Tensor:
+        """A served row's decoded images (RGB PIL, in ``image_inputs`` order) -> its pixels, as ``examples`` makes them."""
+        return loaders.image_transform(spec.image_size)(images[0].convert("RGB"))
+
+    def serve(self, module: TaskModel, batch: dict) -> dict[str, list]:
+        """The served model's ``outputs`` columns for one batch."""
+        raise NotImplementedError
 
     def submission(self, predictions: dict[str, list]) -> object:
         """What ``results/submissions/<task>.json`` holds, from the pre-trained variant's rows per split."""

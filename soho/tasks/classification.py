@@ -8,7 +8,7 @@ the batches come, so its numbers do not depend on which other variants are score
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from soho.data.loaders import LoaderSpec
 from soho.tasks.base import Scoring, Task
@@ -19,6 +19,16 @@ if TYPE_CHECKING:
 
 class ClassificationTask(Task):
     """A task scored on predicted labels or answers; subclasses say what to collect and how to score it."""
+
+    label_names: ClassVar[tuple[str, ...]] = ()  # what the served model answers for each class id
+    outputs: ClassVar[dict[str, str]] = {"label": "string", "score": "double"}
+
+    def serve(self, module: TaskModel, batch: dict) -> dict[str, list]:
+        """The predicted class (``predict``'s argmax, by name) and its softmax probability."""
+        probabilities = self.logits(module, batch).softmax(-1)
+        chosen = probabilities.argmax(-1)
+        scores = probabilities.gather(1, chosen[:, None])[:, 0]
+        return {"label": [self.label_names[i] for i in chosen.tolist()], "score": scores.tolist()}
 
     def chance(self, batch: dict, classes: list[str] | None, rng: random.Random) -> list:
         """Uniform guesses for one batch."""

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from soho.data import loaders
+from soho.data.loaders import LoaderSpec
 from soho.eval import metrics
 from soho.models.heads import mlp_head
 from soho.tasks.classification import ClassificationTask, label_rows
@@ -30,11 +32,17 @@ def sentence_group(key: str) -> str:
 class NLVR2(ClassificationTask):
     name = dataset = "nlvr2"
     eval_splits = ("dev", "test1")
+    image_inputs = ("left_image", "right_image")
+    label_names = ("false", "true")  # label 1: the sentence is true of the pair
 
     def examples(self, sample: dict, transform: Callable) -> list[dict]:
         pixels = torch.stack([transform(sample[k].convert("RGB")) for k in ("img0.png", "img1.png")])  # (2, 3, H, W)
         label = int(bool(sample["json"]["label"]))
         return [{"pixels": pixels, "text": sample["json"]["sentence"], "label": label, "key": sample["__key__"]}]
+
+    def serving_pixels(self, images: list, spec: LoaderSpec) -> torch.Tensor:
+        transform = loaders.image_transform(spec.image_size)
+        return torch.stack([transform(image.convert("RGB")) for image in images])  # (2, 3, H, W), as examples()
 
     def head(self, hidden: int, classes: list[str]) -> nn.Module:
         return mlp_head(2 * hidden, 2 * hidden, 2)  # both images' pooled outputs, concatenated

@@ -36,11 +36,12 @@ def matching_objectives(itc: float) -> ObjectiveParams:
 class Retrieval(Task):
     """Retrieval on ``dataset``'s test split; the pre-trained ITM head scores a pair."""
 
-    def __init__(self, name: str, dataset: str):
-        self.name, self.dataset = name, dataset
+    def __init__(self, name: str, dataset: str, video: bool = False):
+        self.name, self.dataset, self.video = name, dataset, video  # video: its shards hold clips
 
     eval_splits = ("test",)
     sees_text_alone = False  # without the image every image ties for every caption
+    outputs = {"score": "double"}  # the ITM match probability of the pair
 
     def to_samples(self, spec: LoaderSpec, classes: list[str] | None, epoch: int) -> Callable[[dict], list[dict]]:
         transform = loaders.image_transform(spec.image_size)
@@ -58,6 +59,16 @@ class Retrieval(Task):
             return [{"pixels": pixels, "text": c, "image_key": loaders.key_id(key)} for c in chosen]
 
         return to_samples
+
+    def serving_pixels(self, images: list, spec: LoaderSpec) -> torch.Tensor:
+        """A clip's frames for a video model, (T, 3, H, W), as ``to_samples`` makes them; else the image."""
+        if not self.video:
+            return super().serving_pixels(images, spec)
+        frame_transform = loaders.image_transform(spec.video_size or spec.image_size)
+        return torch.stack([frame_transform(f) for f in loaders.sample_frames(images[0], spec.frames)])
+
+    def serve(self, module: TaskModel, batch: dict) -> dict[str, list]:
+        return {"score": self.predict(module, batch)}
 
     def head(self, hidden: int, classes: list[str]) -> None:
         return None

@@ -4,8 +4,8 @@ Why a module of its own: `finetune@<task>` scores right after training, in the s
 process (imports and data readers load once), and ``stages/evaluate.py`` re-scores saved
 checkpoints without training; both write the same files the same way. The pre-trained
 variant's predictions go to ``results/submissions/<task>.json`` (VQA: the official
-``[{"question_id", "answer"}]`` format), and the fine-tuned SOHO model is logged with the
-MLflow PyTorch flavour (``mlflow.pytorch.load_model``).
+``[{"question_id", "answer"}]`` format), and the fine-tuned SOHO model is logged as an MLflow
+pyfunc model of safetensors weights and JSON, loaded by the installed package (``soho.serving``).
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import soho
-from soho import tracking
+from soho import serving, tracking
 from soho.config import Params
 from soho.io import write_text
 from soho.tasks import finetune_params, get
@@ -43,13 +42,5 @@ def score_task(params: Params, task: str, pipeline_id: str) -> dict[str, dict]:
         write_text(submission, json.dumps(get(task).submission(submissions)))
         tracking.log_artifact(mlflow, submission)
         if "pretrained" in modules:
-            import mlflow.pytorch
-
-            mlflow.pytorch.log_model(  # pickle: predict() needs the module; code_paths ships soho/ with it
-                modules["pretrained"],
-                name="model",
-                serialization_format="pickle",
-                code_paths=[str(Path(soho.__file__).parent)],
-                pip_requirements=tracking.pinned_requirements(),  # inferring them costs ~9 s per stage
-            )
+            serving.log_model(modules["pretrained"], params, name="model")
     return report

@@ -17,6 +17,7 @@ LABELS = ("entailment", "neutral", "contradiction")
 class SnliVE(ClassificationTask):
     name = dataset = "snli_ve"
     eval_splits = ("dev", "test")
+    label_names = LABELS
 
     def examples(self, sample: dict, transform: Callable) -> list[dict]:
         pixels = transform(sample["jpg"].convert("RGB"))  # one image, several hypotheses

@@ -51,6 +51,7 @@ class VQA(ClassificationTask):
     dataset = "vqa"
     train_split = "train2014"
     eval_splits = ("val2014",)
+    outputs = {"answer": "string", "score": "double"}
 
     def classes(self, shards_root: Path, finetune: FinetuneParams) -> list[str]:
         return answer_vocabulary(shards_root, finetune.answer_vocab)
@@ -83,6 +84,13 @@ class VQA(ClassificationTask):
 
     def predict(self, module: TaskModel, batch: dict) -> list[str]:
         return [module.answers[i] for i in self.logits(module, batch).argmax(-1).tolist()]
+
+    def serve(self, module: TaskModel, batch: dict) -> dict[str, list]:
+        """``predict``'s answer and its sigmoid score (the head is trained per answer, with BCE)."""
+        logits = self.logits(module, batch)
+        chosen = logits.argmax(-1)
+        scores = logits.gather(1, chosen[:, None])[:, 0].sigmoid()
+        return {"answer": [module.answers[i] for i in chosen.tolist()], "score": scores.tolist()}
 
     def submission(self, predictions: dict[str, list]) -> list[dict]:
         """The official ``[{"question_id", "answer"}]`` file of the scored split."""

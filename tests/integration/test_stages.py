@@ -142,11 +142,13 @@ def test_plots_show_renders_the_pretraining_curves(project):
 
 
 def test_finetune_and_evaluate_one_task_and_load_the_logged_model(project):
+    import base64
+    import io
     import json
 
     import mlflow
-    import mlflow.pytorch
-    import torch
+    import pandas as pd
+    from PIL import Image
 
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["finetune"]["optim"].update(steps=2, batch_size=4, checkpoint_every=0, log_every=1, num_workers=0)
@@ -170,14 +172,14 @@ def test_finetune_and_evaluate_one_task_and_load_the_logged_model(project):
     assert {r.data.tags.get("variant") for r in runs} >= {"pretrained", "pretrained_scl", "scratch", "text_only"}
     [evaluation] = [r for r in runs if r.data.tags["stage"] == "evaluate"]
     assert "eval/pretrained/test/accuracy" in evaluation.data.metrics
-    model = mlflow.pytorch.load_model(f"runs:/{evaluation.info.run_id}/model")
-    from soho.models.fusion import load_tokenizer
+    from soho import serving
 
-    tokenizer = load_tokenizer("minilm")
-    batch = dict(tokenizer(["there is a red circle"], return_tensors="pt"))
-    batch["pixels"] = torch.zeros(1, 3, 64, 64)
-    [prediction] = model.predict(batch)
-    assert prediction in (0, 1, 2)
+    model = serving.load_model(f"runs:/{evaluation.info.run_id}/model")  # a pyfunc of safetensors + JSON
+    png = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(png, format="PNG")
+    rows = pd.DataFrame({"image": [base64.b64encode(png.getvalue()).decode()], "text": ["there is a red circle"]})
+    [label] = model.predict(rows)["label"]
+    assert label in ("entailment", "neutral", "contradiction")
     # stages/evaluate.py re-scores the saved checkpoints, without training, to the same numbers
     (project / "results" / "snli_ve.json").unlink()
     run([sys.executable, "stages/evaluate.py", "--task", "snli_ve"], project)
