@@ -7,13 +7,17 @@ would trust it, and an archive must not write outside its target folder.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import lzma
 import os
 import shutil
 import tarfile
 import time
 import zipfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,9 +204,32 @@ def extract(archive: Path, target: Path, members: dict[str, str] | None = None) 
     """Extract a .tar(.gz/.bz2/.xz) or .zip into ``target``, refusing unsafe paths and links.
 
     ``members`` maps archive member names to paths under ``target``; when given, only those
-    members are extracted (used to place annotation files where the readers look).
+    members are extracted (used to place annotation files where the readers look). A cut or
+    corrupt archive is a :class:`DownloadError` naming it (:func:`unpack_errors`).
     """
-    archive, target = Path(archive), Path(target)
+    with unpack_errors(archive):
+        _extract(Path(archive), Path(target), members)
+
+
+@contextlib.contextmanager
+def unpack_errors(archive: Path) -> Iterator[None]:
+    """Turn what ``tarfile``, ``zipfile`` and the decompressors raise on damaged data into one line.
+
+    Why: they name no file (``EOFError: Compressed file ended before the end-of-stream marker
+    was reached``). An ``OSError`` with an errno (a full disk, permissions) is not the archive's
+    fault and passes on to the stage kit; bz2 and gzip raise ``OSError`` without one for bad data.
+    """
+    try:
+        yield
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, OSError) as err:
+        if isinstance(err, OSError) and err.errno is not None:
+            raise
+        raise DownloadError(
+            f"{archive}: cut short or corrupt archive ({type(err).__name__}: {err}); delete it and run the stage again"
+        ) from err
+
+
+def _extract(archive: Path, target: Path, members: dict[str, str] | None) -> None:
     target.mkdir(parents=True, exist_ok=True)
     root = target.resolve()
     if zipfile.is_zipfile(archive):
@@ -229,7 +256,9 @@ def extract(archive: Path, target: Path, members: dict[str, str] | None = None) 
                     zipped.extract(info, root)
         return
     if not tarfile.is_tarfile(archive):
-        raise DownloadError(f"{archive}: neither a zip nor a tar archive")
+        raise DownloadError(
+            f"{archive}: neither a zip nor a tar archive (or cut short); delete it and run the stage again"
+        )
     with tarfile.open(archive) as tarred:
         chosen = tarred.getmembers()
         for member in chosen:
