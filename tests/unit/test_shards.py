@@ -1,6 +1,11 @@
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import tarfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -228,3 +233,47 @@ def test_shard_error_from_a_dataloader_worker_keeps_one_line():
     )
     assert str(shards.ShardError(wrapped)) == "/s/coco/val-000000.tar: holds 2 samples (DataLoader worker process 3)"
     assert str(shards.ShardError("plain")) == "plain"
+
+
+# Issue 15: all data sets and stats.json change together, or not at all.
+
+
+def tree(root):
+    """{relative path: bytes} of every file under ``root``, hidden ones too."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_failing_data_set_leaves_every_data_set_and_stats_as_they_were(tiny_raw, tmp_path):
+    raw, out = copy_raw(tiny_raw, tmp_path), tmp_path / "shards"
+    shards.write_all(["coco", "nlvr2", "vg"], raw, out, 5, 0.0)
+    before = tree(out)
+    next(iter((raw / "nlvr2" / "images" / "dev").rglob("*.png"))).write_bytes(b"not an image")
+    with pytest.raises(shards.ShardError, match=r"nlvr2/dev: 1 of 4 samples are bad .*; no shards were changed") as err:
+        shards.write_all(["coco", "nlvr2", "vg"], raw, out, 3, 0.0)  # coco (first) would shard 3 per file
+    one_line(err)
+    assert tree(out) == before  # coco too, and stats.json; nothing staged is left
+
+
+def test_staging_a_killed_run_left_is_removed_at_the_next_run(tiny_raw, tmp_path):
+    out = tmp_path / "shards"
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, signal, sys\n"
+            "from pathlib import Path\n"
+            "from soho.data import shards\n"
+            "shards.write_text = lambda *args: os.kill(os.getpid(), signal.SIGKILL)  # kill -9 after a data set\n"
+            "shards.write_all(['coco', 'nlvr2'], Path(sys.argv[1]), Path(sys.argv[2]), 5, 0.0)\n",
+            str(tiny_raw),
+            str(out),
+        ],
+        env=dict(os.environ, PYTHONPATH=str(Path(shards.__file__).parents[2])),
+    )
+    assert killed.returncode == -signal.SIGKILL
+    left = [p.name for p in out.iterdir()]
+    assert left and all(name.startswith(".") for name in left)  # a staging folder, nothing swapped in
+    (out / ".nlvr2.x1y2z3w4").mkdir()  # what earlier versions left (tempfile.mkdtemp's names)
+    (out / ".keep").write_text("not a staging folder")
+    shards.write_all(["coco", "nlvr2"], tiny_raw, out, 5, 0.0)
+    assert sorted(p.name for p in out.iterdir()) == [".keep", "coco", "nlvr2", "stats.json"]
