@@ -193,6 +193,22 @@ def test_listing_a_split_checks_its_shards_exist_and_end_as_tars(copied):
         shards.shard_urls(copied, "coco", "val")
 
 
+def test_the_vqa_readers_check_every_shard_count_too(copied):
+    """answer_vocabulary and questions_of read the shards themselves: a short one is one line naming it."""
+    from soho.tasks import vqa
+
+    cut_after(copied / "vqa" / "train2014-000000.tar", 2, zeros=True)  # passes the tail check
+    with pytest.raises(
+        shards.ShardError, match=r"train2014-000000\.tar: holds 2 samples, too few for a full shard"
+    ) as err:
+        vqa.answer_vocabulary(copied, 5)
+    one_line(err)
+    cut_after(copied / "vqa" / "val2014-000001.tar", 1, zeros=True)
+    with pytest.raises(shards.ShardError, match=r"val2014-000001\.tar: holds 1 samples, where 3 are left") as err:
+        vqa.questions_of(copied, "val2014")
+    one_line(err)
+
+
 def test_samples_of_every_shard_are_counted_in_every_process(copied):
     urls = shards.shard_urls(copied, "vqa", "val2014")
     assert len(list(shards.samples(urls, split=False))) == 8  # 5 + 3
