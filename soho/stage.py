@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from soho import tracking
+from soho import os_errors, tracking
 from soho.config import PROFILES, ConfigError, Params, load_params
 from soho.data.download import DownloadError
 from soho.data.formats import FormatError
@@ -103,7 +103,8 @@ def run(
 ) -> int:
     """Run one stage: parse, log, load the parameters, open the kit, call ``body(params, args)``.
 
-    User errors (:data:`USER_ERRORS`) become one line on stderr and exit code 2.
+    User errors (:data:`USER_ERRORS`, and the ``OSError`` of a full disk or of permissions,
+    :func:`soho.os_errors.describe`) become one line on stderr and exit code 2.
     """
     args = parser(stage, body, configure).parse_args()
     rank = f" rank {os.environ.get('RANK', '?')}" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
@@ -114,5 +115,11 @@ def run(
             body(params, args)
     except USER_ERRORS as err:
         print(f"error: {stage}: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk, permissions, a read-only mount: one line naming the path
+        message = os_errors.describe(err)
+        if message is None:
+            raise
+        print(f"error: {stage}: {message}", file=sys.stderr)
         return 2
     return 0

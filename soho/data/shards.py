@@ -5,6 +5,7 @@ split cleanly over nodes and workers. Writing checks every media file first: a
 corrupt or missing file is skipped, counted and reported, and a data set whose
 bad fraction passes ``shard.max_bad_fraction`` fails the stage, and a key WebDataset
 would not give back (one with a dot, which it splits keys at, or a repeat) fails it too.
+All data sets and ``stats.json`` are replaced together, or not at all (:func:`write_all`).
 Reading checks every shard against ``index.json`` (:mod:`soho.data.shard_checks`).
 """
 
@@ -23,11 +24,12 @@ from PIL import Image
 
 from soho.data.catalog import DATASETS, ShardSample
 from soho.data.shard_checks import ShardCheck, ShardError, check_tail, raise_shard_error
-from soho.io import atomic_directory, write_text
+from soho.io import atomic_entries, remove_leftovers, write_text
 
 __all__ = ["ShardError"]  # re-exported: the stage kit and the callers catch it from here
 
 log = logging.getLogger(__name__)
+STATS = "stats.json"
 IMAGE_EXTENSIONS = {"jpg", "jpeg", "png", "img0.png", "img1.png", "gif"}
 
 
@@ -115,35 +117,47 @@ def write_split(samples: Iterable[ShardSample], pattern: str, max_per_shard: int
 
 
 def write_dataset(name: str, raw: Path, out: Path, max_per_shard: int, max_bad_fraction: float) -> dict[str, dict]:
-    """Shard every split of one data set into ``out/<name>/`` (atomically); returns its stats."""
+    """Shard every split of one data set into ``out/<name>/`` (a new folder); returns its stats."""
     splits = DATASETS[name](raw)
     result: dict[str, dict] = {}
-    with atomic_directory(out / name) as staging:
-        index: dict[str, dict] = {}
-        for split, samples in sorted(splits.items()):
-            keyed = checked_keys(samples, f"{name}/{split}")
-            stats, shards = write_split(keyed, str(staging / f"{split}-%06d.tar"), max_per_shard)
-            index[split] = {"shards": shards, "samples": stats.samples, "bad": stats.bad_files}
-            result[split] = {"samples": stats.samples, "bad": stats.bad, "bad_fraction": round(stats.bad_fraction, 6)}
-            if stats.bad_fraction > max_bad_fraction:
-                examples = "; ".join(f"{b['key']} ({b['reason']})" for b in stats.bad_files[:5])
-                raise ShardError(
-                    f"{name}/{split}: {stats.bad} of {stats.bad + stats.samples} samples are bad "
-                    f"({stats.bad_fraction:.2%} > shard.max_bad_fraction={max_bad_fraction:.2%}); e.g. {examples}"
-                )
-        write_text(staging / "index.json", json.dumps(index, indent=1, sort_keys=True))
+    folder = Path(out) / name
+    folder.mkdir(parents=True)
+    index: dict[str, dict] = {}
+    for split, samples in sorted(splits.items()):
+        keyed = checked_keys(samples, f"{name}/{split}")
+        stats, shards = write_split(keyed, str(folder / f"{split}-%06d.tar"), max_per_shard)
+        index[split] = {"shards": shards, "samples": stats.samples, "bad": stats.bad_files}
+        result[split] = {"samples": stats.samples, "bad": stats.bad, "bad_fraction": round(stats.bad_fraction, 6)}
+        if stats.bad_fraction > max_bad_fraction:
+            examples = "; ".join(f"{b['key']} ({b['reason']})" for b in stats.bad_files[:5])
+            raise ShardError(
+                f"{name}/{split}: {stats.bad} of {stats.bad + stats.samples} samples are bad "
+                f"({stats.bad_fraction:.2%} > shard.max_bad_fraction={max_bad_fraction:.2%}); e.g. {examples}; "
+                "no shards were changed"
+            )
+    write_text(folder / "index.json", json.dumps(index, indent=1, sort_keys=True))
     return result
 
 
 def write_all(datasets: Iterable[str], raw: Path, out: Path, max_per_shard: int, max_bad_fraction: float) -> dict:
-    """Shard all data sets and write ``out/stats.json`` (a DVC metric)."""
-    stats = {name: write_dataset(name, raw, out, max_per_shard, max_bad_fraction) for name in datasets}
-    totals = {
-        "samples": sum(s["samples"] for d in stats.values() for s in d.values()),
-        "bad": sum(s["bad"] for d in stats.values() for s in d.values()),
-    }
-    summary = {"datasets": stats, "total": totals}
-    write_text(out / "stats.json", json.dumps(summary, indent=1, sort_keys=True))
+    """Shard all data sets and write ``out/stats.json`` (a DVC metric): all of them, or none.
+
+    Everything is built in one staging folder and swapped in only when every data set passed
+    (:func:`soho.io.atomic_entries`), so a failing data set leaves every data set and
+    ``stats.json`` as they were. Leftovers of a killed run are removed first, those of the
+    per-data-set staging (``.<dataset>.*``) earlier versions used too.
+    """
+    out = Path(out)
+    for name in [*DATASETS, STATS]:
+        remove_leftovers(out / name)
+    with atomic_entries(out) as staging:
+        stats = {name: write_dataset(name, raw, staging, max_per_shard, max_bad_fraction) for name in datasets}
+        totals = {
+            "samples": sum(s["samples"] for d in stats.values() for s in d.values()),
+            "bad": sum(s["bad"] for d in stats.values() for s in d.values()),
+        }
+        summary = {"datasets": stats, "total": totals}
+        write_text(staging / STATS, json.dumps(summary, indent=1, sort_keys=True))
     return summary
 
 

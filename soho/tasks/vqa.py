@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,22 +27,30 @@ if TYPE_CHECKING:
     from soho.tasks.model import TaskModel
 
 
+def split_questions(shards_root: Path, split: str) -> Iterator[list[dict]]:
+    """The questions of each image of a VQA split, in shard order, every process reading all shards.
+
+    Through the checked reader (:func:`shards.samples`), so a short or damaged shard is one
+    ``ShardError`` line naming it.
+    """
+    for sample in shards.samples(shards.shard_urls(shards_root, "vqa", split), split=False).decode():
+        yield sample["json"]["questions"]
+
+
 def answer_vocabulary(shards_root: Path, size: int) -> list[str]:
     """The ``size`` most frequent normalised answers of the VQA training questions."""
     counts: Counter[str] = Counter()
-    for url in shards.shard_urls(shards_root, "vqa", "train2014"):
-        for sample in shards.wds.WebDataset(url, shardshuffle=False, empty_check=False).decode():
-            for question in sample["json"]["questions"]:
-                counts.update(metrics.normalize_answer(a) for a in question["answers"])
+    for questions in split_questions(shards_root, "train2014"):
+        for question in questions:
+            counts.update(metrics.normalize_answer(a) for a in question["answers"])
     return [answer for answer, _ in counts.most_common(size)]
 
 
 def questions_of(shards_root: Path, split: str) -> dict[int, dict]:
     """Every annotated question of ``split`` by id (what the official evaluator reads)."""
     questions = {}
-    for url in shards.shard_urls(shards_root, "vqa", split):
-        for sample in shards.wds.WebDataset(url, shardshuffle=False, empty_check=False).decode():
-            questions |= {q["question_id"]: q for q in sample["json"]["questions"]}
+    for image_questions in split_questions(shards_root, split):
+        questions |= {q["question_id"]: q for q in image_questions}
     return questions
 
 

@@ -43,7 +43,8 @@ def save(directory: Path, step: int, model: nn.Module, training_state: dict[str,
     target = Path(directory) / f"step-{step:08d}"
     with atomic_directory(target) as staging:
         save_model(model, str(staging / "model.safetensors"))
-        torch.save(training_state, staging / "state.pt")
+        with open(staging / "state.pt", "wb") as handle:  # a handle, not a path: torch then keeps a full disk's OSError
+            torch.save(training_state, handle)
     for old in sorted(list_checkpoints(directory))[:-keep]:
         shutil.rmtree(old)
     return target

@@ -316,3 +316,52 @@ def test_paper_manifest_pins_the_published_checksums():
         source = sources[name]
         assert len(source.sha256 or "") == 64 and source.size > 0 and source.pinned_from, name
     assert sources["coco-train2014"].size == 13510573713
+# Issue 15: an interrupted or corrupt archive is one line naming it (archives.CorruptArchiveError), not an EOFError traceback.
+
+
+def archive_of(tmp_path, kind: str):
+    """An archive of 200 KB of random bytes (so that half of it is cut mid-member)."""
+    payload = os.urandom(200_000)
+    if kind == "zip":
+        path = tmp_path / "images.zip"
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("images/a.bin", payload)
+        return path
+    path = tmp_path / f"images.tar.{kind}"
+    with tarfile.open(path, f"w:{kind}") as tar:
+        info = tarfile.TarInfo("images/a.bin")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    return path
+
+
+def cut_in_half(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def flip_member_bytes(path):
+    data = bytearray(path.read_bytes())
+    data[1000:1100] = bytes(255 - b for b in data[1000:1100])  # inside the member: its CRC no longer matches
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("kind", "damage", "reason"),
+    [
+        ("gz", cut_in_half, r"truncated or corrupt archive \(EOFError: Compressed file ended"),
+        ("bz2", cut_in_half, r"truncated or corrupt archive \(neither a zip nor a tar archive\)"),  # one 900 kB block
+        ("xz", cut_in_half, r"truncated or corrupt archive \(EOFError"),
+        ("zip", flip_member_bytes, r"truncated or corrupt archive \((BadZipFile: Bad CRC-32|error: Error -3)"),
+        ("zip", cut_in_half, r"truncated or corrupt archive \(neither a zip nor a tar archive\)"),
+    ],
+    ids=["tar.gz-cut", "tar.bz2-cut", "tar.xz-cut", "zip-corrupt", "zip-cut"],
+)
+def test_a_cut_or_corrupt_archive_is_one_line_naming_it(tmp_path, kind, damage, reason):
+    archive = archive_of(tmp_path, kind)
+    archives.extract(archive, tmp_path / "whole")
+    damage(archive)
+    with pytest.raises(archives.CorruptArchiveError, match=reason) as err:
+        archives.extract(archive, tmp_path / "out")
+    message = str(err.value)
+    assert message.startswith(f"{archive}: ")
+    assert "\n" not in message

@@ -5,8 +5,10 @@ travelled through ``os.environ``. Here the three stages run in this process (as
 ``python stages/<name>.py`` would) on tiny data, against a scratch SQLite store.
 """
 
+import errno
 import inspect
 import json
+import os
 import runpy
 import shutil
 import sys
@@ -16,6 +18,7 @@ import yaml
 
 from soho import stage, tracking
 from soho.config import ConfigError, load_params
+from soho.io import write_text
 from soho.train.distributed import DistContext
 
 from ..conftest import REPO, tiny_data
@@ -177,3 +180,59 @@ def test_a_user_error_inside_the_run_exits_2_and_the_run_is_failed(env, monkeypa
     [logged] = runs(root, "kit-error")["runs"]
     assert logged.info.status == "FAILED" and logged.data.tags["stage"] == "probe"
     assert logged.data.metrics == {"validate/bands/checked": 3}
+
+
+def last_line(capsys) -> str:
+    """The stage's last line on stderr (MLflow may log before it), checking no traceback came."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    return err.strip().splitlines()[-1]
+
+
+# Issue 15: a full disk and permissions are one line naming the path, exit 2, like a bad parameter.
+
+
+def test_a_full_disk_is_one_line_naming_the_output_and_the_run_is_failed(env, monkeypatch, capsys):
+    root, _ = env
+    target = root / "full" / "pretrain.json"
+
+    def fill_the_disk(params, args):
+        def no_space(fd):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(os, "fsync", no_space)  # where a full disk shows up (delayed allocation)
+        write_text(target, "{}")
+
+    code, _ = probe(monkeypatch, "--pipeline-id", "kit-full", own_runs=False, body=fill_the_disk)
+    assert code == 2
+    assert last_line(capsys) == (
+        f"error: probe: {target}: No space left on device (ENOSPC); free some space there and run the stage again"
+    )
+    assert os.listdir(target.parent) == []  # no half-written file, no temporary
+    [logged] = runs(root, "kit-full")["runs"]
+    assert logged.info.status == "FAILED"
+
+
+def test_an_unwritable_output_folder_is_one_line_naming_the_output(env, monkeypatch, capsys):
+    root, _ = env
+    folder = root / "locked"
+    folder.mkdir()
+    folder.chmod(0o500)
+    if os.access(folder, os.W_OK):  # root ignores the mode: refuse as the kernel would for another user
+        real = os.open
+
+        def refused(path, flags, mode=0o777, *args, **kwargs):
+            if str(path).startswith(str(folder)) and flags & os.O_CREAT:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+            return real(path, flags, mode, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", refused)
+    try:
+        code, _ = probe(monkeypatch, body=lambda params, args: write_text(folder / "table.json", "{}"))
+    finally:
+        folder.chmod(0o700)
+    assert code == 2
+    assert last_line(capsys) == (
+        f"error: probe: {folder / 'table.json'}: Permission denied (EACCES); give this user access to it "
+        "(or its folder), or point paths.* in params.yaml elsewhere"
+    )

@@ -74,6 +74,22 @@ def test_changing_a_shard_param_reruns_only_shard(project):
     assert len(list((project / "shards" / "coco").glob("train-*.tar"))) == 4
 
 
+def test_a_data_set_failing_under_dvc_repro_leaves_every_shard_and_stats_as_they_were(project, tmp_path):
+    """DVC deletes a stage's outputs before it runs unless they persist (issue 15)."""
+    shards = project / "shards"
+    before = {str(p.relative_to(shards)): p.read_bytes() for p in sorted(shards.rglob("*")) if p.is_file()}
+    image = next(iter(sorted((project / "raw" / "nlvr2" / "images" / "dev").rglob("*.png"))))
+    shutil.copy(image, tmp_path / "intact.png")
+    image.write_bytes(b"not an image")
+    result = run(["dvc", "repro", "--single-item", "shard"], project, check=False)
+    assert result.returncode != 0
+    assert "error: shard: nlvr2/dev: 1 of 4 samples are bad" in result.stderr + result.stdout
+    after = {str(p.relative_to(shards)): p.read_bytes() for p in sorted(shards.rglob("*")) if p.is_file()}
+    assert after == before  # coco, sharded before nlvr2, too; and stats.json
+    shutil.copy(tmp_path / "intact.png", image)
+    assert stages_to_run(project) == []  # what DVC recorded is still what is there
+
+
 def test_bad_parameter_fails_before_work_with_the_key(project, tmp_path):
     bad = tmp_path / "params.yaml"
     params = yaml.safe_load((project / "params.yaml").read_text())

@@ -1,6 +1,11 @@
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import tarfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -188,6 +193,22 @@ def test_listing_a_split_checks_its_shards_exist_and_end_as_tars(copied):
         shards.shard_urls(copied, "coco", "val")
 
 
+def test_the_vqa_readers_check_every_shard_count_too(copied):
+    """answer_vocabulary and questions_of read the shards themselves: a short one is one line naming it."""
+    from soho.tasks import vqa
+
+    cut_after(copied / "vqa" / "train2014-000000.tar", 2, zeros=True)  # passes the tail check
+    with pytest.raises(
+        shards.ShardError, match=r"train2014-000000\.tar: holds 2 samples, too few for a full shard"
+    ) as err:
+        vqa.answer_vocabulary(copied, 5)
+    one_line(err)
+    cut_after(copied / "vqa" / "val2014-000001.tar", 1, zeros=True)
+    with pytest.raises(shards.ShardError, match=r"val2014-000001\.tar: holds 1 samples, where 3 are left") as err:
+        vqa.questions_of(copied, "val2014")
+    one_line(err)
+
+
 def test_samples_of_every_shard_are_counted_in_every_process(copied):
     urls = shards.shard_urls(copied, "vqa", "val2014")
     assert len(list(shards.samples(urls, split=False))) == 8  # 5 + 3
@@ -228,3 +249,47 @@ def test_shard_error_from_a_dataloader_worker_keeps_one_line():
     )
     assert str(shards.ShardError(wrapped)) == "/s/coco/val-000000.tar: holds 2 samples (DataLoader worker process 3)"
     assert str(shards.ShardError("plain")) == "plain"
+
+
+# Issue 15: all data sets and stats.json change together, or not at all.
+
+
+def tree(root):
+    """{relative path: bytes} of every file under ``root``, hidden ones too."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_failing_data_set_leaves_every_data_set_and_stats_as_they_were(tiny_raw, tmp_path):
+    raw, out = copy_raw(tiny_raw, tmp_path), tmp_path / "shards"
+    shards.write_all(["coco", "nlvr2", "vg"], raw, out, 5, 0.0)
+    before = tree(out)
+    next(iter((raw / "nlvr2" / "images" / "dev").rglob("*.png"))).write_bytes(b"not an image")
+    with pytest.raises(shards.ShardError, match=r"nlvr2/dev: 1 of 4 samples are bad .*; no shards were changed") as err:
+        shards.write_all(["coco", "nlvr2", "vg"], raw, out, 3, 0.0)  # coco (first) would shard 3 per file
+    one_line(err)
+    assert tree(out) == before  # coco too, and stats.json; nothing staged is left
+
+
+def test_staging_a_killed_run_left_is_removed_at_the_next_run(tiny_raw, tmp_path):
+    out = tmp_path / "shards"
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, signal, sys\n"
+            "from pathlib import Path\n"
+            "from soho.data import shards\n"
+            "shards.write_text = lambda *args: os.kill(os.getpid(), signal.SIGKILL)  # kill -9 after a data set\n"
+            "shards.write_all(['coco', 'nlvr2'], Path(sys.argv[1]), Path(sys.argv[2]), 5, 0.0)\n",
+            str(tiny_raw),
+            str(out),
+        ],
+        env=dict(os.environ, PYTHONPATH=str(Path(shards.__file__).parents[2])),
+    )
+    assert killed.returncode == -signal.SIGKILL
+    left = [p.name for p in out.iterdir()]
+    assert left and all(name.startswith(".") for name in left)  # a staging folder, nothing swapped in
+    (out / ".nlvr2.x1y2z3w4").mkdir()  # what earlier versions left (tempfile.mkdtemp's names)
+    (out / ".keep").write_text("not a staging folder")
+    shards.write_all(["coco", "nlvr2"], tiny_raw, out, 5, 0.0)
+    assert sorted(p.name for p in out.iterdir()) == [".keep", "coco", "nlvr2", "stats.json"]
