@@ -9,6 +9,7 @@ shows a mismatch in its weights within a few steps; the SOHO model would take mi
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -66,11 +67,13 @@ def train_noisy(
     stop_after: int | None = None,
     ctx: DistContext = DistContext(),
     steps: int = 8,
+    on_log: Callable[[int, dict[str, float]], None] | None = None,
 ) -> Trainer:
     """``steps`` optimiser steps (or ``stop_after`` of them, as if killed), checkpointing every ``every``."""
     module = Noisy()
     cfg = OptimParams(steps=steps, lr=0.05, cnn_lr=0.05, warmup_steps=0, checkpoint_every=every, log_every=1, clip=0.0)
-    trainer = Trainer(module, {"transformer": list(module.parameters())}, cfg, 3, directory, ctx, progress=False)
+    groups = {"transformer": list(module.parameters())}
+    trainer = Trainer(module, groups, cfg, 3, directory, ctx, on_log=on_log, progress=False)
     trainer.fit(
         lambda epoch: torch.utils.data.DataLoader(
             Augmented(epoch, ctx.rank, ctx.world_size), batch_size=None, num_workers=workers
