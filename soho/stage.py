@@ -28,9 +28,10 @@ from soho.config import PROFILES, ConfigError, Params, load_params
 from soho.data.download import DownloadError
 from soho.data.formats import FormatError
 from soho.data.shards import ShardError
+from soho.train.checkpoint import CheckpointError
 from soho.train.distributed import DistContext, init_from_env
 
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, DownloadError, FormatError, ShardError)
+USER_ERRORS: tuple[type[Exception], ...] = (CheckpointError, ConfigError, DownloadError, FormatError, ShardError)
 PIPELINE_ENV = "SOHO_PIPELINE_ID"  # set once per `dvc repro` by scripts/pipeline.sh and scripts/test.sh
 
 

@@ -11,6 +11,7 @@ a data file must stay inside its data set's folder (no absolute paths, no climbi
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,14 +233,27 @@ def read_msrvtt(path: Path, video_root: Path) -> list[Video]:
         video_id = require_text(video, "video_id", where, empty=False)
         inside(video_root, where, "video_id", video_id)
         split = require_choice(video, "split", MSRVTT_SPLITS, where)
-        records.append(Video(video_id, find_video(Path(video_root), video_id), split, captions.get(video_id, [])))
+        clip = find_video(Path(video_root), video_id, where)
+        records.append(Video(video_id, clip, split, captions.get(video_id, [])))
     return records
 
 
-def find_video(root: Path, video_id: str) -> Path:
-    """The clip file of ``video_id`` under ``root``, whatever its container (``.mp4`` if none exists)."""
+def find_video(root: Path, video_id: str, where: str) -> Path:
+    """The clip file of ``video_id`` under ``root``, whatever its container (``.mp4`` if none exists).
+
+    A ``video_id`` too long for a file name is an error on ``where`` (the fuzz test found the
+    ``OSError`` that looking for it raised).
+    """
     for extension in VIDEO_EXTENSIONS:
         candidate = root / f"{video_id}{extension}"
-        if candidate.exists():
+        try:
+            found = candidate.exists()
+        except OSError as err:
+            if err.errno != errno.ENAMETOOLONG:
+                raise
+            raise FormatError(
+                f"{where}: field 'video_id' is too long for a file name (got {shown(video_id)})"
+            ) from None
+        if found:
             return candidate
     return root / f"{video_id}.mp4"

@@ -2,6 +2,8 @@
 
 Layout: ``<dir>/step-00000100/{model.safetensors,state.pt}``, written into a temporary
 folder and renamed, so a crash never leaves a half checkpoint that resume would pick.
+Under DDP, rank 0 writes both, with every rank's own RNG states and data position
+(gathered from the ranks) in ``state.pt``: one file, so one atomic rename covers them all.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_model, save_model  # noqa: F401 - save_model re-exported
 from torch import nn
@@ -23,8 +26,22 @@ log = logging.getLogger(__name__)
 STEP_DIR = re.compile(r"^step-(\d{8})$")
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot continue this run (say, it was written by another number of processes)."""
+
+
 def rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    """Every global RNG of this process: torch (and CUDA), Python's ``random``, NumPy's legacy one.
+
+    NumPy's state is kept as a tensor and plain numbers: ``torch.load(weights_only=True)``
+    refuses NumPy arrays.
+    """
+    _, keys, position, has_gauss, gauss = np.random.get_state(legacy=True)
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": position, "gauss": (has_gauss, gauss)},
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -34,6 +51,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
+    numpy = state["numpy"]
+    has_gauss, cached = numpy["gauss"]
+    np.random.set_state(("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["position"], has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 

@@ -1,9 +1,10 @@
-"""torchrun helpers: initialise the process group from the environment, rank checks, reductions."""
+"""torchrun helpers: initialise the process group from the environment, rank checks, reductions, gathers."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -44,3 +45,15 @@ def mean_across(value: torch.Tensor, ctx: DistContext) -> torch.Tensor:
         dist.all_reduce(value)
         value /= ctx.world_size
     return value
+
+
+def gather_to_main(value: Any, ctx: DistContext) -> list[Any] | None:
+    """Every rank's ``value`` (picklable), in rank order, on rank 0; ``None`` on the others.
+
+    Every rank must call it at the same point (it is a collective).
+    """
+    if not ctx.enabled:
+        return [value]
+    gathered: list[Any] | None = [None] * ctx.world_size if ctx.is_main else None
+    dist.gather_object(value, gathered, dst=0)
+    return gathered

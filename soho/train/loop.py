@@ -3,9 +3,10 @@
 AdamW with per-group learning rates (CNN vs Transformer), linear warm-up then linear
 decay, gradient accumulation and clipping, bf16 autocast on GPU, torchrun DDP,
 seeded determinism, atomic checkpoints every N steps and exact resume: the
-checkpoint stores the data position (epoch, batches consumed) and every RNG, and
-the data order is a pure function of (seed, epoch), so a resumed run reaches the
-same weights as an uninterrupted one.
+checkpoint stores, for each rank, its data position (epoch, batches consumed) and
+every RNG (torch, CUDA, Python, NumPy), now and at its epoch's start; the data order
+is a pure function of (seed, epoch), so a resumed run reaches bitwise the weights of
+an uninterrupted one, with DataLoader workers and under DDP.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -24,13 +26,15 @@ from tqdm import tqdm
 
 from soho.config import OptimParams
 from soho.train import checkpoint
-from soho.train.distributed import DistContext, mean_across
+from soho.train.distributed import DistContext, gather_to_main, mean_across
 
 log = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int) -> None:
+    """Seed every global RNG a checkpoint restores (NumPy's is unused by the pipelines today)."""
     random.seed(seed)
+    np.random.seed(seed)
     torch.manual_seed(seed)
 
 
@@ -92,6 +96,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_linear(cfg.warmup_steps, cfg.steps))
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self._epoch_rng: dict | None = None  # the RNG states as this epoch's iterator was made
         self._rng_on_resume: dict | None = None  # restored once the resumed epoch's iterator exists
 
     def _autocast(self):
@@ -99,43 +104,68 @@ class Trainer:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def state(self) -> dict:
+    def position(self) -> dict:
+        """This rank's own place: its RNG states (now, and at its epoch's start) and its data position."""
         return {
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
             "rng": checkpoint.rng_state(),
-            "step": self.step,
+            "epoch_rng": self._epoch_rng,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
         }
 
     def save(self) -> None:
-        if self.checkpoint_dir is not None and self.ctx.is_main:
-            checkpoint.save(self.checkpoint_dir, self.step, self.module, self.state(), self.keep_checkpoints)
+        """Checkpoint this step; under DDP every rank calls it, and rank 0 writes every rank's position."""
+        if self.checkpoint_dir is None:
+            return
+        ranks = gather_to_main(self.position(), self.ctx)
+        if self.ctx.is_main:
+            state = {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "step": self.step,
+                "ranks": ranks,
+            }
+            checkpoint.save(self.checkpoint_dir, self.step, self.module, state, self.keep_checkpoints)
 
     def resume(self) -> bool:
-        """Continue from the newest checkpoint in ``checkpoint_dir``, if any."""
+        """Continue from the newest checkpoint in ``checkpoint_dir``, if any, at this rank's own position."""
         found = checkpoint.latest(self.checkpoint_dir) if self.checkpoint_dir else None
         if found is None:
             return False
-        checkpoint.load_weights(self.module, found)
         state = checkpoint.load_state(found)
+        ranks = state.get("ranks")
+        if ranks is None or len(ranks) != self.ctx.world_size:
+            written = "without per-rank states (an older version)" if ranks is None else f"by {len(ranks)} processes"
+            raise checkpoint.CheckpointError(
+                f"{found}: written {written}, resumed by {self.ctx.world_size}; an exact resume needs "
+                f"the same number of processes (or delete {self.checkpoint_dir} to start over)"
+            )
+        checkpoint.load_weights(self.module, found)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self._rng_on_resume = state["rng"]
-        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        own = ranks[self.ctx.rank]
+        self._rng_on_resume, self._epoch_rng = own["rng"], own["epoch_rng"]
+        self.step, self.epoch, self.batch_in_epoch = state["step"], own["epoch"], own["batch_in_epoch"]
         log.info("resumed from %s (step %d, epoch %d, batch %d)", found, self.step, self.epoch, self.batch_in_epoch)
         return True
 
     def _epoch_iterator(self, batches: Callable[[int], Iterable[dict]]) -> Iterator[dict]:
-        """The current epoch's batches, past those a resumed run already consumed."""
+        """The current epoch's batches, past those a resumed run already consumed.
+
+        Why the RNG dance: ``iter(DataLoader)`` draws the base seed of the workers' RNGs from
+        the global RNG, which the masks and negatives use too. A resumed run makes the epoch's
+        iterator from the RNG states the interrupted run had at that point (so its workers
+        draw the same augmentations), skips the consumed batches, then takes the states of
+        the checkpoint (so every later mask and negative is the same).
+        """
+        if self._rng_on_resume is None:
+            self._epoch_rng = checkpoint.rng_state()
+        else:
+            checkpoint.set_rng_state(self._epoch_rng)
         iterator = iter(batches(self.epoch))
         for _ in range(self.batch_in_epoch):
             next(iterator, None)
         if self._rng_on_resume is not None:
-            # Why here: iter(DataLoader) draws its base seed from the global RNG. The interrupted
-            # run drew it at the epoch's start, before the checkpoint's RNG state was taken, so
-            # restoring before iter() would shift every later mask and negative by one draw.
             checkpoint.set_rng_state(self._rng_on_resume)
             self._rng_on_resume = None
         return iterator

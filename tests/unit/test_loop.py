@@ -12,6 +12,7 @@ from soho.train import checkpoint
 from soho.train.loop import Trainer
 
 from ..conftest import tiny_model
+from ..support.noisy import Noisy, train_noisy
 
 
 def tiny_soho():
@@ -62,10 +63,11 @@ def train_soho(directory, stop_after=None, checkpoint_every=2, feed=soho_batches
 
 
 def assert_same_weights(a: Trainer, b: Trainer) -> None:
+    """Bitwise: an exact resume repeats every operation of the uninterrupted run."""
     first, second = a.module.state_dict(), b.module.state_dict()
     assert first.keys() == second.keys()
     for key in first:
-        assert torch.allclose(first[key].float(), second[key].float(), atol=1e-6), key
+        assert torch.equal(first[key], second[key]), key
 
 
 def test_kill_and_resume_reaches_the_same_weights(tmp_path):
@@ -87,12 +89,28 @@ def test_kill_and_resume_through_a_dataloader_reaches_the_same_weights(tmp_path,
     assert_same_weights(straight, resumed)
 
 
+@pytest.mark.parametrize(
+    ("workers", "stop_after", "every", "newest"),
+    [(0, 3, 2, 2), (2, 3, 2, 2), (2, 6, 5, 5)],  # mid-epoch, without and with workers; at an epoch's end
+)
+def test_kill_and_resume_with_loader_workers_reaches_bitwise_the_same_weights(
+    tmp_path, workers, stop_after, every, newest
+):
+    straight = train_noisy(tmp_path / "straight", workers, every)
+    train_noisy(tmp_path / "resumed", workers, every, stop_after=stop_after)
+    assert checkpoint.list_checkpoints(tmp_path / "resumed")[-1].name == f"step-{newest:08d}"
+    resumed = train_noisy(tmp_path / "resumed", workers, every)
+    assert resumed.step == straight.step == 8 and resumed.epoch == straight.epoch == 1
+    assert_same_weights(straight, resumed)
+    assert not torch.equal(straight.module.net[0].weight, Noisy().net[0].weight)  # it did train
+
+
 def test_checkpoints_load_weights_only_and_prune(tmp_path):
     trainer = train_soho(tmp_path / "ck")
     names = [p.name for p in checkpoint.list_checkpoints(tmp_path / "ck")]
     assert names == ["step-00000004", "step-00000005"]  # keep=2
     state = torch.load(tmp_path / "ck" / "step-00000005" / "state.pt", weights_only=True)
-    assert state["step"] == 5 and state["batch_in_epoch"] == 2
+    assert state["step"] == 5 and [rank["batch_in_epoch"] for rank in state["ranks"]] == [2]
     tensors = load_file(tmp_path / "ck" / "step-00000005" / "model.safetensors")
     assert torch.equal(tensors["model.vd.embedding"], trainer.module.model.vd.embedding)
     fresh, _, _ = tiny_soho()
