@@ -52,6 +52,8 @@ class BufferedRun:
         self._sender.start()
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # not set yet (or private): never look it up in the module
+            raise AttributeError(name)
         return getattr(self._mlflow, name)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -125,10 +127,11 @@ class BufferedRun:
         self._sender.join()
         sent = self._send_queued() and self._send_artifacts()
         try:
-            with store_errors(self.uri, f"ending run {self.run_id}"):
-                self._mlflow.end_run(status if sent and self._error is None else "FAILED")
-        except TrackingError:
-            sent = False
+            self._mlflow.end_run(status if sent and self._error is None else "FAILED")
+        except Exception as err:
+            if (reason := store_failure(err)) is None:
+                raise
+            self.lost, sent = reason, False
         path = None if sent else self._write_unsent()
         if self._error is not None:
             raise self._error

@@ -31,7 +31,7 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
 }
-PROCESS_TAGS = ("process.host", "process.pid", "process.started")
+PROCESS_TAGS = ("process.host", "process.pid_namespace", "process.pid", "process.started")
 
 
 class TrackingError(RuntimeError):
@@ -61,7 +61,7 @@ def bound_http_retries() -> None:
 
 def sqlite_path(uri: str) -> Path | None:
     """The file of a ``sqlite:///`` store (``None`` for other stores and in-memory ones)."""
-    if not uri.startswith("sqlite:"):
+    if uri.partition(":")[0].partition("+")[0] != "sqlite":  # sqlite: or sqlite+pysqlite:
         return None
     from sqlalchemy.engine import make_url
 
@@ -164,33 +164,48 @@ def open_store(experiment: str) -> str:
         return mlflow.set_experiment(experiment).experiment_id
 
 
+def pid_namespace() -> str:
+    """Where a pid names one process: this boot of the kernel and this pid namespace (a container has its own).
+
+    Why: two containers can share a host name and a tracking server, and a pid of one is
+    never visible in the other, so "no such process" means gone only within the namespace.
+    """
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}/{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:  # not Linux: the host name alone
+        return ""
+
+
 def process_tags() -> dict[str, str]:
-    """Who runs this run: host, pid and the process's start time (a pid can be reused)."""
+    """Who runs this run: host, pid namespace, pid and the process's start time (a pid can be reused)."""
     import psutil
 
     return {
         "process.host": socket.gethostname(),
+        "process.pid_namespace": pid_namespace(),
         "process.pid": str(os.getpid()),
         "process.started": f"{psutil.Process().create_time():.3f}",
     }
 
 
 def process_gone(tags: Mapping[str, str]) -> bool:
-    """True when the run's process (:func:`process_tags`) has surely ended on this host.
+    """True when the run's process (:func:`process_tags`) has surely ended: same host and pid namespace, pid gone.
 
-    A run without the tags (logged before they existed) or from another host is never
-    called gone: it may belong to a stage running right now.
+    A run without the tags (logged before they existed) or from another host or container
+    is never called gone: it may belong to a stage running right now.
     """
     import psutil
 
-    if not all(name in tags for name in PROCESS_TAGS) or tags["process.host"] != socket.gethostname():
+    here = process_tags()
+    if any(tags.get(name) != here[name] for name in ("process.host", "process.pid_namespace")):
         return False
     try:
         process = psutil.Process(int(tags["process.pid"]))
         started, status = process.create_time(), process.status()
-    except (psutil.NoSuchProcess, ValueError):
-        return True
-    return status == psutil.STATUS_ZOMBIE or abs(started - float(tags["process.started"])) > 1.0
+    except (psutil.NoSuchProcess, KeyError, ValueError):
+        return "process.pid" in tags
+    return status == psutil.STATUS_ZOMBIE or abs(started - float(tags.get("process.started", "nan"))) > 1.0
 
 
 def fail_orphaned_runs(experiment_id: str, stage: str, task: str | None) -> list[str]:

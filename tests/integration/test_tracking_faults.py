@@ -37,8 +37,13 @@ def restored_environ():
     os.environ.update(saved)
 
 
-def run_probe(patch, body=lambda params, args: None) -> int:
-    """``stage.run`` of an ``own_runs`` stage ``probe`` (the probe must fail it before its body)."""
+def run_probe(patch, ran: list) -> int:
+    """``stage.run`` of a stage ``probe`` that opens its own run, as pretrain does; its body appends to ``ran``."""
+
+    def body(params, args):
+        with tracking.stage_run("probe", params, pipeline_id=args.kit.pipeline_id):
+            ran.append(args.kit.stage)
+
     patch.setattr(sys, "argv", ["stages/probe.py", "--params", str(REPO / "params.yaml")])
     return stage.run("probe", body, own_runs=True)
 
@@ -57,22 +62,30 @@ def dead_server(kind: str):
 @pytest.mark.parametrize("kind", ["refused", "silent"])
 def test_an_unreachable_server_fails_the_stage_within_15_s_in_one_line_naming_it(kind, monkeypatch, capsys):
     ran = []
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "4")  # the user's own setting wins over the stage's 5 s
     with dead_server(kind) as uri:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         started = time.monotonic()
-        code = run_probe(monkeypatch, lambda params, args: ran.append(1))
+        code = run_probe(monkeypatch, ran)
         seconds = time.monotonic() - started
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and not ran
     assert len(lines) == 1 and lines[0].startswith(f"error: probe: tracking store {uri}: ")
+    assert lines[0].endswith("(MLFLOW_HTTP_REQUEST_MAX_RETRIES=1, MLFLOW_HTTP_REQUEST_TIMEOUT=4)")
     assert seconds < 15, f"{seconds:.1f} s to report {uri}"
 
 
 PROBE_SCRIPT = """
 import sys, time
-from soho import stage
+from soho import stage, tracking
+
+def body(params, args):  # opens its own run, as pretrain does
+    with tracking.stage_run("probe", params, pipeline_id=args.kit.pipeline_id):
+        open("body-ran", "w").close()
+
 started = time.monotonic()
-code = stage.run("probe", lambda params, args: open("body-ran", "w").close(), own_runs=True)
+code = stage.run("probe", body, own_runs=True)
 print(f"{time.monotonic() - started:.1f}")
 sys.exit(code)
 """
