@@ -23,15 +23,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from soho import os_errors, tracking
+from soho import os_errors, tracking, tracking_store
 from soho.config import PROFILES, ConfigError, Params, load_params
 from soho.data.download import DownloadError
 from soho.data.formats import FormatError
 from soho.data.shards import ShardError
+from soho.tracking_store import TrackingError
 from soho.train.checkpoint import CheckpointError
 from soho.train.distributed import DistContext, init_from_env
 
-USER_ERRORS: tuple[type[Exception], ...] = (CheckpointError, ConfigError, DownloadError, FormatError, ShardError)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    CheckpointError,
+    ConfigError,
+    DownloadError,
+    FormatError,
+    ShardError,
+    TrackingError,
+)
 PIPELINE_ENV = "SOHO_PIPELINE_ID"  # set once per `dvc repro` by scripts/pipeline.sh and scripts/test.sh
 
 
@@ -85,9 +93,15 @@ def resolve_pipeline_id(given: str | None, params: Params) -> str:
 
 @contextlib.contextmanager
 def kit(stage: str, params: Params, args: argparse.Namespace, own_runs: bool = False) -> Iterator[Kit]:
-    """Distributed init, the pipeline id and (rank 0, unless ``own_runs``) the stage's MLflow run."""
+    """Distributed init, the pipeline id and (rank 0, unless ``own_runs``) the stage's MLflow run.
+
+    Rank 0 probes the tracking store first, for ``own_runs`` stages too: a store that is
+    unreachable or unwritable fails the stage in seconds, before any work.
+    """
     ctx = init_from_env()
     pipeline_id = resolve_pipeline_id(getattr(args, "pipeline_id", None), params)
+    if ctx.is_main:
+        tracking_store.open_store(f"soho-{params.profile}")
     if own_runs or not ctx.is_main:
         yield Kit(stage, pipeline_id, ctx)
         return

@@ -15,15 +15,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
+import logging
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from soho import tracking_store
 from soho.config import Params, flatten
+from soho.tracking_buffer import BufferedRun
 
-DEFAULT_URI = "sqlite:///mlflow.db"
+log = logging.getLogger(__name__)
+DEFAULT_URI = tracking_store.DEFAULT_URI
 # The first part of every MLflow metric key (README, "Metric keys"): where in a stage the value comes from.
 PHASES = ("train", "final", "heldout", "eval", "download", "shard", "validate")
 
@@ -45,30 +48,47 @@ def derived_pipeline_id(params: Params) -> str:
 @contextlib.contextmanager
 def stage_run(
     stage: str, params: Params, task: str | None = None, run_name: str | None = None, *, pipeline_id: str
-) -> Iterator[object]:
-    """Start an MLflow run for one stage execution, tagged ``pipeline_id``; yields the ``mlflow`` module."""
-    import logging
+) -> Iterator[BufferedRun]:
+    """Start an MLflow run for one stage execution, tagged ``pipeline_id``; yields it as a :class:`BufferedRun`.
 
+    The run is FINISHED when the block ends, FAILED when it raises. A lost store never
+    blocks the block: metrics and tags are queued (:mod:`soho.tracking_buffer`); the store
+    being unreachable or unwritable is a :class:`~soho.tracking_store.TrackingError`.
+    Runs of the same stage and task left RUNNING by a dead process are marked FAILED first.
+    """
     import mlflow
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI))
-    mlflow.set_experiment(f"soho-{params.profile}")
+    experiment_id = tracking_store.open_store(f"soho-{params.profile}")
+    uri = tracking_store.tracking_uri()
     name = run_name or (f"{stage}@{task}" if task else stage)
-    tags = {
-        "stage": stage,
-        "profile": params.profile,
-        "git_commit": git_commit(),
-        "pipeline_id": pipeline_id,
-    }
+    tags = {"stage": stage, "profile": params.profile, "git_commit": git_commit(), "pipeline_id": pipeline_id}
     if task:
         tags["task"] = task
-    with mlflow.start_run(run_name=name, tags=tags):
-        flat = {k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in flatten(params).items()}
-        items = list(flat.items())
-        for start in range(0, len(items), 100):
-            mlflow.log_params(dict(items[start : start + 100]))
-        yield mlflow
+    with tracking_store.store_errors(uri, f"starting run {name}"):
+        tracking_store.fail_orphaned_runs(experiment_id, stage, task)
+        active = mlflow.start_run(run_name=name, tags=tags | tracking_store.process_tags())
+    run = BufferedRun(mlflow, active.info.run_id, uri)
+    try:
+        with tracking_store.store_errors(uri, f"logging to run {name}"):
+            _log_params(run, params)
+            yield run
+    except BaseException:
+        try:
+            run.close("FAILED")
+        except Exception as closing:  # the stage's own error is the one to report
+            log.warning("%s", closing)
+        raise
+    run.close("FINISHED")
+
+
+def _log_params(run: BufferedRun, params: Params) -> None:
+    """Every parameter, flattened, in MLflow-sized batches (lists and mappings as JSON)."""
+    from mlflow.entities import Param
+
+    flat = [Param(k, json.dumps(v) if isinstance(v, list | dict) else str(v)) for k, v in flatten(params).items()]
+    for start in range(0, len(flat), 100):
+        run.client.log_batch(run.run_id, params=flat[start : start + 100])
 
 
 def metric_key(phase: str, *names: str) -> str:
@@ -114,7 +134,11 @@ def results_metrics(values: Mapping[str, float]) -> dict[str, float]:
 
 
 def step_logger(mlflow) -> Callable[[int, dict], None]:
-    """The training loop's ``on_log`` callback: per-step metrics into the active MLflow run, as ``train/<name>``."""
+    """The training loop's ``on_log`` callback: per-step metrics into the stage's run, as ``train/<name>``.
+
+    ``mlflow`` is what :func:`stage_run` yields: the metrics are queued and sent by its thread,
+    so a slow or lost tracking server never blocks a training step.
+    """
 
     def on_log(step: int, metrics: dict) -> None:
         mlflow.log_metrics({metric_key("train", name): value for name, value in metrics.items()}, step=step)

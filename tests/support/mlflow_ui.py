@@ -8,7 +8,9 @@ would not notice a store the UI cannot render. Used by the UI test and by
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -40,32 +42,55 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def start(store_uri: str, port: int, artifacts: Path | None = None) -> subprocess.Popen:
+    """``mlflow ui`` (the tracking server) on 127.0.0.1:``port`` for ``store_uri``, in its own process group.
+
+    Its own group so that :func:`kill` takes the server's workers with it, as a crash would.
+    """
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store_uri]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    if artifacts is not None:
+        command += ["--artifacts-destination", str(artifacts)]
+    return subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+
+def wait_ready(server: subprocess.Popen, url: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if server.poll() is not None:
+            raise RuntimeError(f"mlflow ui exited with {server.returncode}: {server.stderr.read()[-2000:]}")
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            if response.status == 200:
+                return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"mlflow ui did not answer on {url} within {timeout_s:.0f} s")
+        time.sleep(0.5)
+
+
+def kill(server: subprocess.Popen) -> None:
+    """SIGKILL the server and its workers (its process group), as a crash or ``kill -9`` would."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGKILL)
+    server.wait(timeout=20)
+
+
 @contextlib.contextmanager
 def serve(store_uri: str, port: int | None = None, timeout_s: float = 120.0) -> Iterator[str]:
     """``mlflow ui`` on 127.0.0.1 for ``store_uri``; yields its base URL; stops it on exit."""
     port = port or free_port()
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store_uri]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server = start(store_uri, port)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"mlflow ui exited with {server.returncode}: {server.stderr.read()[-2000:]}")
-            with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"mlflow ui did not answer on {url} within {timeout_s:.0f} s")
-            time.sleep(0.5)
+        wait_ready(server, url, timeout_s)
         yield url
     finally:
         server.terminate()
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            server.kill()
+            kill(server)
 
 
 def render(url: str, screenshot: Path | None = None, budget_ms: int = 20000, size: str = "1400,1000") -> str:
