@@ -42,35 +42,37 @@ def write_text(path: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
+def _scratch(beside: Path, directory: bool) -> Iterator[Path]:
+    """A new temporary sibling of ``beside`` (a killed run's leftovers removed first), deleted unless moved away."""
+    beside.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(beside)
+    scratch = new_sibling(beside, directory=directory)
+    try:
+        yield scratch
+    finally:
+        if directory and scratch.exists():
+            shutil.rmtree(scratch)
+        elif not directory:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(scratch)
+
+
+@contextlib.contextmanager
 def atomic_file(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it replaces ``path`` only on success."""
     path = Path(path)
-    with naming(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_leftovers(path)
-        tmp = new_sibling(path, directory=False)
-        try:
-            yield tmp
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+    with naming(path), _scratch(path, directory=False) as tmp:
+        yield tmp
+        os.replace(tmp, path)
 
 
 @contextlib.contextmanager
 def atomic_directory(target: Path) -> Iterator[Path]:
     """Build a directory in a temporary sibling and swap it into place on success."""
     target = Path(target)
-    with naming(target):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        remove_leftovers(target)
-        staging = new_sibling(target, directory=True)
-        try:
-            yield staging
-            swap_in(staging, target)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging)
+    with naming(target), _scratch(target, directory=True) as staging:
+        yield staging
+        swap_in(staging, target)
 
 
 @contextlib.contextmanager
@@ -84,17 +86,10 @@ def atomic_entries(folder: Path) -> Iterator[Path]:
     Entries of ``folder`` that the body did not make are kept.
     """
     folder = Path(folder)
-    with naming(folder):
-        folder.mkdir(parents=True, exist_ok=True)
-        remove_leftovers(folder / STAGING)
-        staging = new_sibling(folder / STAGING, directory=True)
-        try:
-            yield staging
-            for entry in sorted(staging.iterdir(), key=lambda p: (not p.is_dir(), p.name)):
-                swap_in(entry, folder / entry.name)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging)
+    with naming(folder), _scratch(folder / STAGING, directory=True) as staging:
+        yield staging
+        for entry in sorted(staging.iterdir(), key=lambda p: (not p.is_dir(), p.name)):
+            swap_in(entry, folder / entry.name)
 
 
 def swap_in(new: Path, target: Path) -> None:

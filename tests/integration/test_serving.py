@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import REPO, tiny_model
-from ..support.mlflow_ui import free_port
+from ..support.mlflow_ui import free_port, wait_ready
 
 PIPELINE = "pipeline-under-test"
 
@@ -222,18 +221,7 @@ def mlflow_serve(model: Path, env: dict, timeout_s: float = 180.0):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(
-                    f"mlflow models serve exited with {server.returncode}: {server.stderr.read()[-3000:]}"
-                )
-            with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
-                if response.status == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"mlflow models serve did not answer on {url} within {timeout_s:.0f} s")
-            time.sleep(0.5)
+        wait_ready(server, url, timeout_s, probe="/ping", name="mlflow models serve")
         yield url
     finally:
         with contextlib.suppress(ProcessLookupError):

@@ -56,16 +56,19 @@ def start(store_uri: str, port: int, artifacts: Path | None = None) -> subproces
     )
 
 
-def wait_ready(server: subprocess.Popen, url: str, timeout_s: float = 120.0) -> None:
+def wait_ready(
+    server: subprocess.Popen, url: str, timeout_s: float = 120.0, probe: str = "/health", name: str = "mlflow ui"
+) -> None:
+    """Poll ``url + probe`` until it answers 200; fail early, with its stderr, if the server exits."""
     deadline = time.monotonic() + timeout_s
     while True:
         if server.poll() is not None:
-            raise RuntimeError(f"mlflow ui exited with {server.returncode}: {server.stderr.read()[-2000:]}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            raise RuntimeError(f"{name} exited with {server.returncode}: {server.stderr.read()[-3000:]}")
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}{probe}", timeout=2) as response:
             if response.status == 200:
                 return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"mlflow ui did not answer on {url} within {timeout_s:.0f} s")
+            raise TimeoutError(f"{name} did not answer on {url} within {timeout_s:.0f} s")
         time.sleep(0.5)
 
 
