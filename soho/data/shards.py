@@ -199,6 +199,19 @@ def samples(urls: list[str], shuffle: bool = False, seed: int = 0, split: bool =
     return dataset.compose(ShardCheck(urls, split))
 
 
+def decode_clip(key: str, data: bytes) -> Image.Image | None:
+    """A GIF member as its multi-frame PIL image (None for every other member: the next decoder's).
+
+    Why: WebDataset's ``"pil"`` decoder converts every image to RGB, which keeps only a GIF's
+    first frame, so a clip would reach frame sampling as one still image.
+    """
+    if not key.lower().endswith("gif"):
+        return None
+    clip = Image.open(io.BytesIO(data))
+    clip.load()
+    return clip
+
+
 def pipeline(
     urls: list[str],
     map_sample: Callable[[dict], dict | None],
@@ -218,7 +231,7 @@ def pipeline(
     dataset = samples(urls, shuffle=bool(shuffle), seed=seed)
     if shuffle:
         dataset = dataset.shuffle(shuffle, seed=seed)
-    mapped = dataset.decode("pil").map(map_sample)
+    mapped = dataset.decode(decode_clip, "pil").map(map_sample)
     if expand:
         mapped = mapped.compose(lambda source: (item for items in source for item in items))
     return mapped.select(lambda s: s is not None).batched(batch_size, collation_fn=collate, partial=partial)

@@ -106,9 +106,9 @@ def test_validate_skips_the_bands_of_a_variant_one_task_switches_off_in_its_own_
     del data["pretrained_scl"]
     path.write_text(json.dumps(data))
     params = (repo_copy / "params.yaml").read_text()
-    assert "\n  tasks: {}" in params
+    assert "\n  tasks:\n" in params
     (repo_copy / "params.yaml").write_text(
-        params.replace("\n  tasks: {}", "\n  tasks: {vqa: {variants: [pretrained, scratch, text_only]}}")
+        params.replace("\n  tasks:\n", "\n  tasks:\n    vqa: {variants: [pretrained, scratch, text_only]}\n")
     )
     result = run_validate_stage(repo_copy)
     assert result.returncode == 0, result.stdout + result.stderr

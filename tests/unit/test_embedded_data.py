@@ -116,16 +116,43 @@ def test_snli_ve_text_alone_scores_at_most_half():
     assert all(t.split()[2] in ("one", "two", "three") for t in counts)  # no count beyond max_objects
 
 
+def test_vqa_question_text_alone_is_near_chance():
+    """As VQA v2 was balanced: the answer a question's text most often had in training is
+    right on held-out images little more often than chance (before: 'how many' 57%, mostly 0)."""
+    import random
+
+    from soho.data.embedded import language, scenes
+
+    def draw(rng, n):
+        balance = language.AnswerBalance()
+        return [language.vqa_question(scenes.sample_scene(rng, 3), rng, balance) for _ in range(n)]
+
+    rng = random.Random(1)
+    train, held_out = draw(rng, 4000), draw(rng, 1000)
+    prior: dict[str, Counter] = {}  # per question text, and per question type for unseen texts
+    for q in train:
+        prior.setdefault(q.question, Counter())[q.answer] += 1
+        prior.setdefault(q.question_type, Counter())[q.answer] += 1
+    right: dict[str, list[bool]] = {}
+    for q in held_out:
+        guess = prior.get(q.question, prior[q.question_type]).most_common(1)[0][0]
+        right.setdefault(q.question_type, []).append(guess == q.answer)
+    rates = {kind: sum(hits) / len(hits) for kind, hits in right.items()}
+    assert set(rates) == {"what color is the", "what is the", "how many", "is there a", "is the"}
+    assert rates["how many"] < 0.4 and rates["is there a"] < 0.58 and rates["is the"] < 0.58, rates
+    assert rates["what color is the"] < 0.3 and rates["what is the"] < 0.35, rates
+
+
 def test_vqa_relation_questions_are_balanced_per_relation_and_right_on_both_axes():
     import random
 
     from soho.data.embedded import language, scenes
 
-    rng = random.Random(0)
+    rng, balance = random.Random(0), language.AnswerBalance()
     answers: dict[str, Counter] = {r: Counter() for r in scenes.RELATIONS}
     while sum(sum(c.values()) for c in answers.values()) < 4000:
         scene = scenes.sample_scene(rng, 3)
-        question = language.vqa_question(scene, rng)
+        question = language.vqa_question(scene, rng, balance)
         if question.question_type == "is the":
             asked = next(r for r in scenes.RELATIONS if f" {r} the " in question.question)
             answers[asked][question.answer] += 1

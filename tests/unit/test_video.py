@@ -60,3 +60,15 @@ def test_video_frames_take_their_own_size_and_images_keep_the_model_size(tiny_sh
     )
     assert clips["pixels"].shape[1:] == (2, 3, 24, 24)
     assert images["pixels"].shape[1:] == (3, 32, 32)
+
+
+def test_clips_reach_frame_sampling_with_all_their_frames(tiny_shards):
+    """WebDataset's "pil" decoder alone keeps a GIF's first frame: every sampled frame was the same."""
+    from soho.data.loaders import LoaderSpec
+    from soho.models.fusion import load_tokenizer
+    from soho.tasks import get
+
+    spec = LoaderSpec(tiny_shards, load_tokenizer("minilm"), 32, 16, 4, 0, frames=3)
+    pixels = next(iter(get("retrieval_msrvtt").pipeline("train", spec)))["pixels"]  # (B, T, 3, H, W)
+    moved = (pixels[:, 0] - pixels[:, -1]).abs().flatten(1).amax(1)  # (B,): first vs last frame
+    assert (moved > 0.1).all()

@@ -33,43 +33,86 @@ class Question:
     question_type: str
 
 
-def vqa_question(scene: Scene, rng: random.Random) -> Question:
-    """One question about the scene, of a randomly chosen kind."""
-    kind = rng.choice(["color", "count", "exists", "relation", "shape"])
+KINDS = ("color", "count", "exists", "relation", "shape")
+
+
+def vqa_candidates(scene: Scene) -> dict[str, list[Question]]:
+    """Every question of each kind this scene can answer (a kind may have none)."""
     things = scene.things
-    if kind == "color":
-        unique = [t for t in things if scene.count(t.shape) == 1]
-        if unique:
-            t = rng.choice(unique)
-            return Question(f"what color is the {t.shape}?", t.color, "other", "what color is the")
-        kind = "count"
-    if kind == "shape":
-        unique = [t for t in things if scene.count(color=t.color) == 1]
-        if unique:
-            t = rng.choice(unique)
-            return Question(f"what shape is the {t.color} object?", t.shape, "other", "what is the")
-        kind = "count"
-    if kind == "relation" and len(things) > 1:
-        # VQA v2 balanced its answers: a relation that holds for some pair of things and not for
-        # another, then yes or no at even odds and a pair to match, so the words give no prior
-        pairs = [(a, b) for a in things for b in things if a is not b]
-        eligible = [r for r in RELATIONS if len({relation_holds(a, b, r) for a, b in pairs}) == 2]
-        if eligible:
-            asked, want = rng.choice(eligible), rng.random() < 0.5
-            a, b = rng.choice([(a, b) for a, b in pairs if relation_holds(a, b, asked) == want])
-            answer = "yes" if want else "no"
-            return Question(f"is the {a.color} {a.shape} {asked} the {b.color} {b.shape}?", answer, "yes/no", "is the")
-        kind = "count"
-    if kind == "exists":
-        shape, color = rng.choice(SHAPES), rng.choice(list(COLORS))
-        if rng.random() < 0.5:  # ask about something present half of the time
-            t = rng.choice(things)
-            shape, color = t.shape, t.color
-        answer = "yes" if scene.count(shape, color) else "no"
-        return Question(f"is there {_article(color)} {color} {shape}?", answer, "yes/no", "is there a")
-    shape = rng.choice(SHAPES)
-    n = scene.count(shape)
-    return Question(f"how many {shape}s are there?", str(n), "number", "how many")
+    pairs = [(a, b) for a in things for b in things if a is not b]
+    return {
+        "color": [
+            Question(f"what color is the {t.shape}?", t.color, "other", "what color is the")
+            for t in things
+            if scene.count(t.shape) == 1
+        ],
+        "count": [
+            Question(f"how many {shape}s are there?", str(scene.count(shape)), "number", "how many")
+            for shape in SHAPES
+        ],
+        "exists": [
+            Question(
+                f"is there {_article(color)} {color} {shape}?",
+                "yes" if scene.count(shape, color) else "no",
+                "yes/no",
+                "is there a",
+            )
+            for shape in SHAPES
+            for color in COLORS
+        ],
+        "relation": [
+            Question(
+                f"is the {a.color} {a.shape} {asked} the {b.color} {b.shape}?",
+                "yes" if relation_holds(a, b, asked) else "no",
+                "yes/no",
+                "is the",
+            )
+            for a, b in pairs
+            for asked in RELATIONS
+        ],
+        "shape": [
+            Question(f"what shape is the {t.color} object?", t.shape, "other", "what is the")
+            for t in things
+            if scene.count(color=t.color) == 1
+        ],
+    }
+
+
+# How many answers a question text can have, by answer type (counts: 0..3 in the embedded world).
+_ANSWER_CHOICES = {"yes/no": 2, "number": 4, "what color is the": len(COLORS), "what is the": len(SHAPES)}
+
+
+class AnswerBalance:
+    """Per question text, the answers given so far: VQA v2's balancing, done as the set is drawn.
+
+    Why: VQA v2 paired each question with a similar image whose answer differs, so a question's
+    words alone do not give its answer. Here each image's question is the candidate whose answer
+    is the most under-represented for its exact text so far, so answers even out per text and a
+    text-only model falls towards chance (``how many circles`` is not mostly 0).
+    """
+
+    def __init__(self) -> None:
+        self.seen: dict[str, Counter] = {}
+
+    def deficit(self, question: Question) -> float:
+        counts = self.seen.get(question.question, Counter())
+        choices = _ANSWER_CHOICES.get(question.answer_type) or _ANSWER_CHOICES[question.question_type]
+        return counts[question.answer] - sum(counts.values()) / choices
+
+    def pick(self, candidates: list[Question], rng: random.Random) -> Question:
+        lowest = min(self.deficit(q) for q in candidates)
+        tied = [q for q in candidates if self.deficit(q) == lowest]
+        answer = rng.choice(sorted({q.answer for q in tied}))  # answers at even odds, not candidates
+        chosen = rng.choice([q for q in tied if q.answer == answer])
+        self.seen.setdefault(chosen.question, Counter())[chosen.answer] += 1
+        return chosen
+
+
+def vqa_question(scene: Scene, rng: random.Random, balance: AnswerBalance) -> Question:
+    """One question about the scene: a kind at random, then the question of that kind ``balance`` needs."""
+    candidates = vqa_candidates(scene)
+    kind = rng.choice([k for k in KINDS if candidates[k]])
+    return balance.pick(candidates[kind], rng)
 
 
 def annotator_answers(question: Question, rng: random.Random, n: int = 10) -> list[str]:

@@ -19,16 +19,17 @@ SNLI_VE_SPLIT = {"train": "train", "val": "dev", "test": "test"}
 
 
 def write_vqa(root: Path, cfg: SyntheticData, seed: int, coco: list[dict], scene_of: dict) -> None:
-    """VQA v2 question and annotation files over the COCO-style images."""
+    """VQA v2 question and annotation files over the COCO-style images, answers balanced per question text."""
     rng = sub_rng(seed, "vqa")
     by_subtype: dict[str, tuple[list, list]] = {}
+    balance: dict[str, language.AnswerBalance] = {}  # per file: each is balanced on its own
     question_id = 1
     for entry in coco:
         subtype = VQA_SUBTYPE[entry["split"]]
         questions, annotations = by_subtype.setdefault(subtype, ([], []))
         scene = scene_of[entry["cocoid"]]
         for _ in range(cfg.vqa_questions_per_image):
-            q = language.vqa_question(scene, rng)
+            q = language.vqa_question(scene, rng, balance.setdefault(subtype, language.AnswerBalance()))
             answers = language.annotator_answers(q, rng)
             questions.append({"image_id": entry["cocoid"], "question": q.question, "question_id": question_id})
             annotations.append(
