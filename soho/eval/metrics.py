@@ -7,11 +7,12 @@ reproduced here rule for rule and tested against hand-computed cases.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 
 import torch
+
+from soho.eval import vqa_tables as tables
 
 # --- retrieval -------------------------------------------------------------------------
 
@@ -48,155 +49,87 @@ def retrieval_metrics(scores: torch.Tensor, text_image: torch.Tensor, ks: Sequen
 
 # --- VQA ---------------------------------------------------------------------------------
 
-CONTRACTIONS = {
-    "aint": "ain't",
-    "arent": "aren't",
-    "cant": "can't",
-    "couldve": "could've",
-    "couldnt": "couldn't",
-    "didnt": "didn't",
-    "doesnt": "doesn't",
-    "dont": "don't",
-    "hadnt": "hadn't",
-    "hasnt": "hasn't",
-    "havent": "haven't",
-    "hed": "he'd",
-    "hes": "he's",
-    "howd": "how'd",
-    "howll": "how'll",
-    "hows": "how's",
-    "Id've": "I'd've",
-    "I'dve": "I'd've",
-    "Im": "I'm",
-    "Ive": "I've",
-    "isnt": "isn't",
-    "itd": "it'd",
-    "itll": "it'll",
-    "let's": "let's",
-    "maam": "ma'am",
-    "mightnt": "mightn't",
-    "mightve": "might've",
-    "mustnt": "mustn't",
-    "mustve": "must've",
-    "neednt": "needn't",
-    "notve": "not've",
-    "oclock": "o'clock",
-    "shant": "shan't",
-    "shed": "she'd",
-    "shes": "she's",
-    "shouldve": "should've",
-    "shouldnt": "shouldn't",
-    "somebodyd": "somebody'd",
-    "someoned": "someone'd",
-    "someonell": "someone'll",
-    "someones": "someone's",
-    "thats": "that's",
-    "thered": "there'd",
-    "therere": "there're",
-    "theres": "there's",
-    "theyd": "they'd",
-    "theyll": "they'll",
-    "theyre": "they're",
-    "theyve": "they've",
-    "wasnt": "wasn't",
-    "wed": "we'd",
-    "weve": "we've",
-    "werent": "weren't",
-    "whatll": "what'll",
-    "whatre": "what're",
-    "whats": "what's",
-    "whatve": "what've",
-    "whens": "when's",
-    "whered": "where'd",
-    "wheres": "where's",
-    "whereve": "where've",
-    "whod": "who'd",
-    "wholl": "who'll",
-    "whos": "who's",
-    "whove": "who've",
-    "whyll": "why'll",
-    "whyre": "why're",
-    "whys": "why's",
-    "wont": "won't",
-    "wouldve": "would've",
-    "wouldnt": "wouldn't",
-    "yall": "y'all",
-    "youd": "you'd",
-    "youll": "you'll",
-    "youre": "you're",
-    "youve": "you've",
-}
-NUMBERS = {
-    "none": "0",
-    "zero": "0",
-    "one": "1",
-    "two": "2",
-    "three": "3",
-    "four": "4",
-    "five": "5",
-    "six": "6",
-    "seven": "7",
-    "eight": "8",
-    "nine": "9",
-    "ten": "10",
-}
-ARTICLES = {"a", "an", "the"}
-PUNCTUATION = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!"]
-_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
-_COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
+
+def clean_answer(answer: str) -> str:
+    """What the official evaluator does to every answer first: newlines and tabs to spaces, then strip."""
+    return answer.replace("\n", " ").replace("\t", " ").strip()
 
 
 def _process_punctuation(text: str) -> str:
+    """``processPunctuation``: a mark next to a space, or any digit-comma-digit, goes; else it becomes a space."""
     out = text
-    for p in PUNCTUATION:
-        if (p + " " in text or " " + p in text) or re.search(_COMMA_STRIP, text) is not None:
-            out = out.replace(p, "")
-        else:
-            out = out.replace(p, " ")
-    return _PERIOD_STRIP.sub("", out)
+    drop = tables.COMMA_STRIP.search(text) is not None
+    for p in tables.PUNCTUATION:
+        out = out.replace(p, "" if drop or p + " " in text or " " + p in text else " ")
+    return tables.PERIOD_STRIP.sub("", out, count=tables.PERIOD_STRIP_COUNT)
 
 
 def _process_digits_articles(text: str) -> str:
-    words = []
-    for word in text.lower().split():
-        word = NUMBERS.get(word, word)
-        if word not in ARTICLES:
-            words.append(CONTRACTIONS.get(word, word))
-    return " ".join(words)
+    """``processDigitArticle``: lower-case, number words to digits, no articles, then contractions."""
+    words = [tables.NUMBER_WORDS.get(w, w) for w in text.lower().split()]
+    return " ".join(tables.CONTRACTIONS.get(w, w) for w in words if w not in tables.ARTICLES)
 
 
 def normalize_answer(answer: str) -> str:
-    """The official VQA v2 answer normalisation (punctuation, number words, articles, contractions)."""
-    answer = answer.replace("\n", " ").replace("\t", " ").strip()
-    return _process_digits_articles(_process_punctuation(answer))
+    """The official answer normalisation: cleaned, punctuation, then number words, articles, contractions.
+
+    The evaluator applies it only to questions whose ten answers disagree (see :func:`vqa_accuracy`).
+    """
+    return _process_digits_articles(_process_punctuation(clean_answer(answer)))
 
 
-def vqa_accuracy(prediction: str, answers: Sequence[str]) -> float:
-    """min(#humans that said it / 3, 1), averaged over the 10 leave-one-out subsets of the answers."""
-    prediction = normalize_answer(prediction)
-    normalized = [normalize_answer(a) for a in answers]
+def _leave_one_out(prediction: str, answers: Sequence[str]) -> float:
+    """min(matches / 3, 1) averaged over the subsets that leave out one answer each."""
     scores = []
-    for i in range(len(normalized)):
-        others = normalized[:i] + normalized[i + 1 :]
-        scores.append(min(sum(a == prediction for a in others) / 3.0, 1.0))
+    for i in range(len(answers)):
+        matches = sum(a == prediction for j, a in enumerate(answers) if j != i)
+        scores.append(min(matches / 3.0, 1.0))
     return sum(scores) / len(scores)
 
 
+def vqa_accuracy(prediction: str, answers: Sequence[str]) -> float:
+    """The official per-question accuracy (0..1) of ``prediction`` against the ten human answers.
+
+    As ``vqaEval.py`` does it: answers and prediction are cleaned; only when the cleaned answers
+    are not all the same string are they and the prediction normalised. When all ten agree the
+    strings are compared as typed, so "Yes" against ten "yes" scores 0. Each answer is left out
+    once by position (the evaluator leaves out one answer record, and the ten records differ by
+    their ``answer_id``).
+    """
+    prediction, answers = clean_answer(prediction), [clean_answer(a) for a in answers]
+    if len(set(answers)) > 1:
+        prediction = _process_digits_articles(_process_punctuation(prediction))
+        answers = [_process_digits_articles(_process_punctuation(a)) for a in answers]
+    return _leave_one_out(prediction, answers)
+
+
+def _percent(scores: Sequence[float]) -> float:
+    """``setAccuracy``: the mean in percent, rounded to 2 decimals as the evaluator reports it."""
+    return round(100 * sum(scores) / max(len(scores), 1), 2)
+
+
 def vqa_report(predictions: dict[int, str], questions: dict[int, dict]) -> dict:
-    """Overall and per-answer-type accuracy (percent) for {question_id: answer}."""
+    """Overall and per-answer-type accuracy (percent, 2 decimals) for {question_id: answer}.
+
+    Each is the mean over questions of :func:`vqa_accuracy`, rounded only at the end (``setAccuracy``).
+    """
     by_type: dict[str, list[float]] = defaultdict(list)
     for qid, answer in predictions.items():
         q = questions[qid]
         by_type[q["answer_type"]].append(vqa_accuracy(answer, q["answers"]))
     every = [s for scores in by_type.values() for s in scores]
-    out = {"overall": 100 * sum(every) / max(len(every), 1)}
-    out |= {t.replace("/", "_"): 100 * sum(s) / len(s) for t, s in sorted(by_type.items())}
-    return out
+    return {"overall": _percent(every)} | {t.replace("/", "_"): _percent(s) for t, s in sorted(by_type.items())}
 
 
 def soft_scores(answers: Sequence[str]) -> dict[str, float]:
-    """Training targets: each normalised answer's VQA accuracy (leave-one-out averaged)."""
-    return {a: vqa_accuracy(a, answers) for a in {normalize_answer(x) for x in answers}}
+    """Training targets: each normalised answer's leave-one-out score among the normalised answers.
+
+    Why always normalised (unlike :func:`vqa_accuracy`): the classifier's classes are normalised
+    answers, so "Yes" and "yes" train one class; which surface string a class emits is chosen
+    when the vocabulary is built (``soho.tasks.vqa.answer_vocabulary``).
+    """
+    normalized = [normalize_answer(a) for a in answers]
+    return {a: _leave_one_out(a, normalized) for a in set(normalized)}
 
 
 # --- classification ----------------------------------------------------------------------

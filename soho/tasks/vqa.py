@@ -7,7 +7,7 @@ annotator answers (scaled by the answer count), accuracy by the official evaluat
 from __future__ import annotations
 
 import random
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,12 +38,21 @@ def split_questions(shards_root: Path, split: str) -> Iterator[list[dict]]:
 
 
 def answer_vocabulary(shards_root: Path, size: int) -> list[str]:
-    """The ``size`` most frequent normalised answers of the VQA training questions."""
+    """The ``size`` most frequent normalised answers of the VQA training questions, each as people typed it.
+
+    Classes are counted by their normalised form, but each is emitted as its most frequent cleaned
+    surface string: the evaluator compares the typed strings when all ten answers agree, so ten
+    "t-shirt" score "t-shirt" and not its normalised "t shirt".
+    """
     counts: Counter[str] = Counter()
+    surfaces: dict[str, Counter[str]] = defaultdict(Counter)
     for questions in split_questions(shards_root, "train2014"):
         for question in questions:
-            counts.update(metrics.normalize_answer(a) for a in question["answers"])
-    return [answer for answer, _ in counts.most_common(size)]
+            for answer in map(metrics.clean_answer, question["answers"]):
+                normalized = metrics.normalize_answer(answer)
+                counts[normalized] += 1
+                surfaces[normalized][answer] += 1
+    return [surfaces[answer].most_common(1)[0][0] for answer, _ in counts.most_common(size)]
 
 
 def questions_of(shards_root: Path, split: str) -> dict[int, dict]:
@@ -66,7 +75,7 @@ class VQA(ClassificationTask):
 
     def to_samples(self, spec: LoaderSpec, classes: list[str] | None, epoch: int) -> Callable[[dict], list[dict]]:
         transform = loaders.image_transform(spec.image_size)
-        answer_index = {a: i for i, a in enumerate(classes or [])}
+        answer_index = {metrics.normalize_answer(a): i for i, a in enumerate(classes or [])}  # class -> its index
 
         def to_samples(sample: dict) -> list[dict]:
             pixels = transform(sample["jpg"].convert("RGB"))
