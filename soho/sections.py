@@ -84,6 +84,13 @@ class VisionParams(Section):
     weights: Path | None = None  # local ImageNet state dict (paper profile); never downloaded
     max_grid: int = Field(default=16, gt=0)
     max_frames: int = Field(default=8, gt=0)
+    # "square": every image resized to model.image_size x model.image_size (embedded profile);
+    # "keep_ratio": short side model.image_size, long side at most max_long_side, batches padded
+    # to their largest image (multiple of 32) and the padded grid cells masked out (SOHO)
+    resize: Literal["square", "keep_ratio"] = "square"
+    max_long_side: int = Field(default=1000, ge=32)
+    position: Literal["learned", "sine"] = "learned"  # grid positions: learned row+column tables or 2-D sine
+    frozen_stages: int = Field(default=0, ge=0, le=4)  # 1: stem and layer1 frozen (SOHO), 0: all train
 
 
 class TextParams(Section):
@@ -113,6 +120,15 @@ class ModelParams(Section):
     vd: VdParams = VdParams()
     embed_dim: int = Field(default=256, gt=0)  # ITC embedding size
 
+    @model_validator(mode="after")
+    def _long_side_above_short(self) -> ModelParams:
+        if self.vision.resize == "keep_ratio" and self.vision.max_long_side <= self.image_size:
+            raise ValueError(
+                f"vision.max_long_side: {self.vision.max_long_side} must exceed image_size {self.image_size} "
+                "(the short side) with resize: keep_ratio"
+            )
+        return self
+
 
 class ObjectiveParams(Section):
     """Weights of the pre-training losses; 0 switches one off."""
@@ -140,13 +156,26 @@ class OptimParams(Section):
     lr: float = Field(default=3e-4, gt=0)
     cnn_lr: float = Field(default=3e-4, gt=0)
     weight_decay: float = Field(default=0.01, ge=0)
+    cnn_optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd: SOHO's CNN optimiser (momentum, weight decay below)
+    cnn_momentum: float = Field(default=0.9, ge=0, lt=1)  # sgd only
+    cnn_weight_decay: float = Field(default=1e-4, ge=0)  # sgd only (adamw uses weight_decay)
     warmup_steps: int = Field(default=15, ge=0)
+    schedule: Literal["linear", "step"] = "linear"  # after warm-up: linear decay to 0, or steps of decay_factor
+    decay_at: tuple[float, ...] = (0.625, 0.875)  # step schedule: fractions of `steps` (SOHO: epochs 25, 35 of 40)
+    decay_factor: float = Field(default=0.1, gt=0, le=1)
     clip: float = Field(default=1.0, ge=0)
     amp: bool = True
     checkpoint_every: int = Field(default=50, ge=0)  # and at the last step; 0: no step checkpoints
     log_every: int = Field(default=5, gt=0)
     num_workers: int = Field(default=1, ge=0)
     shuffle_buffer: int = Field(default=500, ge=0)
+
+    @field_validator("decay_at")
+    @classmethod
+    def _fractions_in_order(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0 < f < 1 for f in value) or list(value) != sorted(value):
+            raise ValueError(f"fractions of the schedule in (0, 1), ascending (got {list(value)})")
+        return value
 
 
 class PretrainParams(Section):

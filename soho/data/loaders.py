@@ -23,15 +23,22 @@ from soho.data import shards
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def image_transform(size: int) -> v2.Compose:
-    """Resize to a square and normalise. No horizontal flip: captions speak of left and right."""
+PAD_MULTIPLE = 32  # the CNN's stride: padded sizes keep every grid cell whole (SOHO pads to 32 too)
+
+
+def image_transform(size: int, resize: str = "square", max_long_side: int = 1000) -> v2.Compose:
+    """Resize and normalise. No horizontal flip: captions speak of left and right.
+
+    ``square``: ``size`` x ``size``. ``keep_ratio``: the aspect ratio kept, short side ``size``
+    unless the long side would pass ``max_long_side`` (then the long side is that), as
+    SOHO's 600 x 1000 input; :func:`pad_images` batches the differing sizes.
+    """
+    if resize == "keep_ratio":
+        sizing = v2.Resize(size, max_size=max_long_side, antialias=True)
+    else:
+        sizing = v2.Resize((size, size), antialias=True)
     return v2.Compose(
-        [
-            v2.ToImage(),
-            v2.Resize((size, size), antialias=True),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
+        [v2.ToImage(), sizing, v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     )
 
 
@@ -77,6 +84,8 @@ class LoaderSpec:
     num_workers: int = 0
     frames: int = 4  # video: frames sampled per clip
     video_size: int | None = None  # video: frame side (None: image_size)
+    resize: str = "square"  # model.vision.resize
+    max_long_side: int = 1000  # model.vision.max_long_side (keep_ratio)
 
     @classmethod
     def build(
@@ -93,10 +102,25 @@ class LoaderSpec:
         video = {"frames": finetune.video_frames, "video_size": finetune.video_size} if finetune else {}
         train = {"shuffle": optim.shuffle_buffer, "num_workers": optim.num_workers} if optim else {}
         size = batch_size if batch_size is not None else optim.batch_size
-        return cls(Path(shards_root), tokenizer, model.image_size, model.text.max_length, size, seed, **train, **video)
+        sizing = {"resize": model.vision.resize, "max_long_side": model.vision.max_long_side}
+        return cls(
+            Path(shards_root),
+            tokenizer,
+            model.image_size,
+            model.text.max_length,
+            size,
+            seed,
+            **train,
+            **video,
+            **sizing,
+        )
+
+    def transform(self, size: int | None = None) -> v2.Compose:
+        """The image transform of this pipeline (``size``: another short side, e.g. video frames)."""
+        return image_transform(size or self.image_size, self.resize, self.max_long_side)
 
     def collate(self) -> Callable[[list[dict]], dict]:
-        return text_collate(self.tokenizer, self.max_length)
+        return text_collate(self.tokenizer, self.max_length, pad=self.resize == "keep_ratio")
 
     def loader(self, pipeline) -> torch.utils.data.DataLoader:
         """The DataLoader the training loop iterates (the pipeline batches itself)."""
@@ -106,7 +130,7 @@ class LoaderSpec:
 def caption_pipeline(spec: LoaderSpec, datasets: list[str], split: str, epoch: int = 0) -> shards.wds.WebDataset:
     """Image-caption batches (pixels, input_ids, attention_mask, image_key) from captioned shards."""
     urls = [u for name in datasets for u in shards.shard_urls(spec.shards, name, split)]
-    transform = image_transform(spec.image_size)
+    transform = spec.transform()
 
     def to_sample(sample: dict) -> dict:
         key = sample["__key__"]
@@ -121,8 +145,37 @@ def caption_pipeline(spec: LoaderSpec, datasets: list[str], split: str, epoch: i
     )
 
 
-def text_collate(tokenizer, max_length: int) -> Callable[[list[dict]], dict]:
-    """Stack tensors, tokenise the ``text`` field (padded to the longest, capped at ``max_length``)."""
+def pad_images(images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (..., 3, H_i, W_i) of differing sizes -> (B, ..., 3, H, W) zero-padded at the bottom and right, and
+    the (B, ..., H, W) bool mask of real pixels; H and W are the largest, rounded up to :data:`PAD_MULTIPLE`.
+    """
+    height = -(-max(i.shape[-2] for i in images) // PAD_MULTIPLE) * PAD_MULTIPLE
+    width = -(-max(i.shape[-1] for i in images) // PAD_MULTIPLE) * PAD_MULTIPLE
+    first = images[0]
+    pixels = first.new_zeros((len(images), *first.shape[:-2], height, width))
+    mask = torch.zeros((len(images), *first.shape[:-3], height, width), dtype=torch.bool)
+    for row, image in enumerate(images):
+        h, w = image.shape[-2:]
+        pixels[row, ..., :h, :w] = image
+        mask[row, ..., :h, :w] = True
+    return pixels, mask
+
+
+def unpad(batch: dict, row: int) -> torch.Tensor:
+    """One row's pixels without its batch's padding (to re-pad with rows of other batches)."""
+    pixels = batch["pixels"][row]
+    if "pixel_mask" not in batch:
+        return pixels
+    mask = batch["pixel_mask"][row].reshape(-1, *pixels.shape[-2:]).any(0)  # (H, W), every frame
+    return pixels[..., : int(mask.any(1).sum()), : int(mask.any(0).sum())]
+
+
+def text_collate(tokenizer, max_length: int, pad: bool = False) -> Callable[[list[dict]], dict]:
+    """Stack tensors, tokenise the ``text`` field (padded to the longest, capped at ``max_length``).
+
+    With ``pad`` (``keep_ratio`` images), ``pixels`` are padded by :func:`pad_images`, which adds
+    ``pixel_mask``; without it (square images) they are stacked and get no mask.
+    """
 
     def collate(samples: list[dict]) -> dict:
         encoded = tokenizer(
@@ -133,7 +186,10 @@ def text_collate(tokenizer, max_length: int) -> Callable[[list[dict]], dict]:
             if key == "text" or key.startswith("__"):
                 continue
             values = [s[key] for s in samples]
-            batch[key] = torch.stack(values) if torch.is_tensor(values[0]) else torch.tensor(values)
+            if key == "pixels" and pad:
+                batch["pixels"], batch["pixel_mask"] = pad_images(values)
+            else:
+                batch[key] = torch.stack(values) if torch.is_tensor(values[0]) else torch.tensor(values)
         return batch
 
     return collate

@@ -12,7 +12,7 @@ from transformers.models.bert.modeling_bert import BertOnlyMLMHead
 
 from soho.config import ModelParams
 from soho.models.fusion import CrossModalEncoder, load_tokenizer
-from soho.models.vision import VisionEncoder, VisualEmbeddings
+from soho.models.vision import VisionEncoder, VisualEmbeddings, grid_mask
 from soho.models.visual_dictionary import VisualDictionary
 
 
@@ -26,9 +26,11 @@ class SohoModel(nn.Module):
         self.fusion = CrossModalEncoder(text.init, text.num_layers, pooling=text.pooling)
         self.cls_token_id = load_tokenizer(text.init).cls_token_id
         hidden = self.fusion.hidden
-        self.vision = VisionEncoder(hidden, vision.arch, list(vision.layers), vision.weights, vision.max_grid)
+        self.vision = VisionEncoder(
+            hidden, vision.arch, list(vision.layers), vision.weights, vision.max_grid, vision.frozen_stages
+        )
         self.vd = VisualDictionary(vd.size, hidden, vd.momentum, vd.dead_after) if vd.size else None
-        self.visual_embeddings = VisualEmbeddings(hidden, vision.max_grid, vision.max_frames)
+        self.visual_embeddings = VisualEmbeddings(hidden, vision.max_grid, vision.max_frames, position=vision.position)
         self.mlm_head = BertOnlyMLMHead(self.fusion.config)
         self.mlm_head.predictions.decoder.weight = self.fusion.bert.embeddings.word_embeddings.weight
         if text.freeze_word_embeddings:  # the tied decoder weight too; its bias still trains
@@ -47,17 +49,21 @@ class SohoModel(nn.Module):
     def hidden(self) -> int:
         return self.fusion.hidden
 
-    def encode_image(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, int, int]]:
+    def encode_image(
+        self, pixels: torch.Tensor, pixel_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, int, int]]:
         """Pixels -> (visual tokens (B,N,d), VD indices (B,N) or None, layout).
 
         With the VD (pre-training): the raw grid feature plus a projection of its nearest VD
         entry (straight-through), as SOHO's pre-training neck. Without it (no VD, or
-        ``quantise`` off for fine-tuning): the raw grid feature.
+        ``quantise`` off for fine-tuning): the raw grid feature. ``pixel_mask`` (padded
+        images): padded cells do not move the VD entries.
         """
         features, layout = self.vision(pixels)  # (B, N, d)
         if self.vd is None or not self.quantise:
             return features, None, layout
-        quantised, indices = self.vd(features)  # (B, N, d) entry values, gradient to features; (B, N)
+        valid = grid_mask(pixel_mask, layout)
+        quantised, indices = self.vd(features, valid)  # (B, N, d) entry values, gradient to features; (B, N)
         return features + self.vd_proj(quantised), indices, layout
 
     def mvm_logits(self, hidden_visual: torch.Tensor) -> torch.Tensor:
@@ -76,20 +82,27 @@ class SohoModel(nn.Module):
         visual: torch.Tensor | None,
         layout: tuple[int, int, int] | None,
         visual_masked: torch.Tensor | None = None,
+        visual_valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Hidden states over [text; visual]; masked visual tokens become the learned mask embedding (SOHO)."""
+        """Hidden states over [text; visual]; masked visual tokens become the learned mask embedding (SOHO).
+
+        ``visual_valid`` (B, N): the real grid cells of padded images; no token attends to the others.
+        """
         text = self.fusion.embed_text(input_ids)
         if visual is None:
             return self.fusion(text, attention_mask, None)
         if visual_masked is not None:
             visual = torch.where(visual_masked[..., None], self.mask_embedding.to(visual.dtype), visual)
-        return self.fusion(text, attention_mask, self.visual_embeddings(visual, layout))
+        return self.fusion(text, attention_mask, self.visual_embeddings(visual, layout, visual_valid), visual_valid)
 
-    def image_embedding(self, visual: torch.Tensor, layout: tuple[int, int, int]) -> torch.Tensor:
+    def image_embedding(
+        self, visual: torch.Tensor, layout: tuple[int, int, int], visual_valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Global image embedding: the pooled shared encoder over [CLS] + visual tokens alone, projected."""
         cls = torch.full((len(visual), 1), self.cls_token_id, dtype=torch.long, device=visual.device)
-        hidden = self.fuse(cls, torch.ones_like(cls), visual, layout)
-        return nn.functional.normalize(self.image_proj(self.fusion.pool(hidden)), dim=-1)
+        hidden = self.fuse(cls, torch.ones_like(cls), visual, layout, visual_valid=visual_valid)
+        mask = None if visual_valid is None else torch.cat([torch.ones_like(cls, dtype=torch.bool), visual_valid], 1)
+        return nn.functional.normalize(self.image_proj(self.fusion.pool(hidden, mask)), dim=-1)
 
     def text_embedding(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Global text embedding: the pooled shared encoder over the text alone, projected."""
@@ -108,14 +121,18 @@ class SohoModel(nn.Module):
         text = self.text_proj(self.fusion.pool(hidden[:, :length], text_mask))
         return nn.functional.normalize(image, dim=-1), nn.functional.normalize(text, dim=-1)
 
-    def pool(self, hidden: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
-        """Pooled [text; visual] hidden states (all visual tokens count)."""
+    def pool(
+        self, hidden: torch.Tensor, text_mask: torch.Tensor, visual_valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Pooled [text; visual] hidden states (every real visual token counts; padded cells do not)."""
         visual = hidden.shape[1] - text_mask.shape[1]
-        mask = torch.cat([text_mask, text_mask.new_ones(len(text_mask), visual)], dim=1)
-        return self.fusion.pool(hidden, mask)
+        cells = text_mask.new_ones(len(text_mask), visual) if visual_valid is None else visual_valid.to(text_mask.dtype)
+        return self.fusion.pool(hidden, torch.cat([text_mask, cells], dim=1))
 
-    def itm_logits(self, hidden: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
-        return self.itm_head(self.pool(hidden, text_mask))
+    def itm_logits(
+        self, hidden: torch.Tensor, text_mask: torch.Tensor, visual_valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.itm_head(self.pool(hidden, text_mask, visual_valid))
 
     def trainable_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters of the CNN (its own learning rate) and of everything else."""

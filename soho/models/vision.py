@@ -8,10 +8,12 @@ a temporal position embedding, so one model serves images (T=1) and video (T>1).
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torchvision.models import resnet
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
@@ -52,11 +54,26 @@ class VisionEncoder(nn.Module):
         layers: list[int] | None = None,
         weights: Path | None = None,
         max_grid: int = 16,
+        frozen_stages: int = 0,
     ):
         super().__init__()
         self.trunk, channels = build_resnet(arch, layers, weights)
         self.project = nn.Conv2d(channels, hidden, kernel_size=1)
         self.max_grid = max_grid
+        # trunk = conv1, bn1, relu, maxpool, layer1..layer4: stage 1 is the stem and layer1 (mmdet's frozen_stages)
+        # a plain list, not a ModuleList: the trunk already holds these modules (no second state-dict key)
+        self.frozen: list[nn.Module] = (
+            list(self.trunk[:2]) + list(self.trunk[4 : 4 + frozen_stages]) if frozen_stages else []
+        )
+        for module in self.frozen:
+            module.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> VisionEncoder:
+        """Frozen stages stay in eval mode: their BatchNorm statistics are frozen with their weights (as SOHO)."""
+        super().train(mode)
+        for module in self.frozen:
+            module.eval()
+        return self
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
         """Returns features (B, T*h*w, d) and the (T, h, w) layout."""
@@ -70,27 +87,85 @@ class VisionEncoder(nn.Module):
         return tokens.reshape(-1, frames * h * w, tokens.shape[-1]), (frames, h, w)
 
 
-class VisualEmbeddings(nn.Module):
-    """2-D (row, column) + temporal position embeddings, a modality embedding, LayerNorm."""
+def grid_mask(pixel_mask: torch.Tensor | None, layout: tuple[int, int, int]) -> torch.Tensor | None:
+    """(B, [T,] H, W) mask of real pixels -> (B, T*h*w) mask of real grid cells; None stays None (no padding).
 
-    def __init__(self, hidden: int, max_grid: int, max_frames: int, eps: float = 1e-12, dropout: float = 0.1):
+    A cell is real when the pixel nearest its top-left corner is: SOHO resizes its padding mask
+    to the grid the same way (nearest), and with sizes padded to the stride that is the
+    cell's first pixel.
+    """
+    if pixel_mask is None:
+        return None
+    frames, h, w = layout
+    planes = pixel_mask.reshape(-1, 1, *pixel_mask.shape[-2:]).float()  # (B*T, 1, H, W)
+    return F.interpolate(planes, size=(h, w), mode="nearest").bool().reshape(-1, frames * h * w)
+
+
+def sine_positions(valid: torch.Tensor, dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """2-D sine position encoding (DETR's, which SOHO uses) of (N, h, w) grids -> (N, h, w, dim).
+
+    Rows and columns each take half the channels; positions count real cells only (``valid``)
+    and are normalised to [0, 2 pi], so a padded image's cells get the same codes as alone.
+    Hand-written: torch has no 2-D sine encoding; a dozen lines of DETR's formula.
+    """
+    if dim % 2:
+        raise ValueError(f"sine positions need an even hidden size (got {dim})")
+    y = valid.cumsum(1, dtype=torch.float32)
+    x = valid.cumsum(2, dtype=torch.float32)
+    y = y / (y[:, -1:, :] + 1e-6) * 2 * math.pi
+    x = x / (x[:, :, -1:] + 1e-6) * 2 * math.pi
+    half = dim // 2
+    steps = torch.arange(half, dtype=torch.float32, device=valid.device)
+    steps = temperature ** (2 * (steps // 2) / half)
+    angles_x, angles_y = x[..., None] / steps, y[..., None] / steps  # (N, h, w, half)
+    codes_x = torch.stack((angles_x[..., 0::2].sin(), angles_x[..., 1::2].cos()), dim=4).flatten(3)
+    codes_y = torch.stack((angles_y[..., 0::2].sin(), angles_y[..., 1::2].cos()), dim=4).flatten(3)
+    return torch.cat((codes_y, codes_x), dim=3)
+
+
+class VisualEmbeddings(nn.Module):
+    """2-D grid positions (learned row + column tables, or 2-D sine) + a learned temporal embedding,
+    a modality embedding, LayerNorm."""
+
+    def __init__(
+        self,
+        hidden: int,
+        max_grid: int,
+        max_frames: int,
+        eps: float = 1e-12,
+        dropout: float = 0.1,
+        position: str = "learned",
+    ):
         super().__init__()
-        self.row = nn.Embedding(max_grid, hidden)
-        self.column = nn.Embedding(max_grid, hidden)
+        if position not in ("learned", "sine"):
+            raise ValueError(f"model.vision.position: {position!r} is not 'learned' or 'sine'")
+        self.position = position
+        if position == "learned":
+            self.row = nn.Embedding(max_grid, hidden)
+            self.column = nn.Embedding(max_grid, hidden)
         self.frame = nn.Embedding(max_frames, hidden)
         self.modality = nn.Parameter(torch.zeros(hidden))
         self.norm = nn.LayerNorm(hidden, eps=eps)
         self.dropout = nn.Dropout(dropout)
         self.max_frames = max_frames
 
-    def forward(self, tokens: torch.Tensor, layout: tuple[int, int, int]) -> torch.Tensor:
+    def forward(
+        self, tokens: torch.Tensor, layout: tuple[int, int, int], valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``valid`` (B, T*h*w): the real cells of padded images (sine positions count only those)."""
         frames, h, w = layout
         if frames > self.max_frames:
             raise ValueError(f"{frames} frames exceed model.vision.max_frames={self.max_frames}")
         device = tokens.device
-        rows = self.row(torch.arange(h, device=device))[:, None, :]
-        cols = self.column(torch.arange(w, device=device))[None, :, :]
-        spatial = (rows + cols).reshape(h * w, -1)  # (h*w, d)
         temporal = self.frame(torch.arange(frames, device=device))  # (T, d)
-        position = (temporal[:, None, :] + spatial[None]).reshape(frames * h * w, -1)
+        if self.position == "sine":
+            if valid is None:
+                valid = torch.ones(tokens.shape[:2], dtype=torch.bool, device=device)
+            spatial = sine_positions(valid.reshape(-1, h, w), tokens.shape[-1]).reshape(len(tokens), frames, h * w, -1)
+            position = (temporal[None, :, None, :] + spatial.to(tokens.dtype)).reshape(len(tokens), frames * h * w, -1)
+        else:
+            rows = self.row(torch.arange(h, device=device))[:, None, :]
+            cols = self.column(torch.arange(w, device=device))[None, :, :]
+            spatial = (rows + cols).reshape(h * w, -1)  # (h*w, d)
+            position = (temporal[:, None, :] + spatial[None]).reshape(frames * h * w, -1)
         return self.dropout(self.norm(tokens + position + self.modality))

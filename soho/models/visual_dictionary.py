@@ -34,15 +34,20 @@ class VisualDictionary(nn.Module):
         )
         return distances.argmin(dim=1).reshape(features.shape[:-1])
 
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (quantised features with a straight-through gradient, indices)."""
+    def forward(self, features: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (quantised features with a straight-through gradient, indices).
+
+        ``valid`` (features' leading shape, bool): the features that may seed and move entries;
+        padded grid cells of keep-ratio batches are not image content. None: all of them.
+        """
+        learn_from = features.detach() if valid is None else features.detach()[valid]
         if self.training and not bool(self.initialised):
-            self._seed(features.detach().reshape(-1, self.dim), torch.ones(self.size, dtype=torch.bool))
+            self._seed(learn_from.reshape(-1, self.dim), torch.ones(self.size, dtype=torch.bool))
             self.initialised.fill_(True)
         indices = self.assign(features)
         quantised = self.embedding[indices].to(features.dtype)
         if self.training:
-            self.update(features.detach(), indices)
+            self.update(learn_from, indices if valid is None else indices[valid])
         return features + (quantised - features).detach(), indices
 
     @torch.no_grad()

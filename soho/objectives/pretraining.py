@@ -11,6 +11,7 @@ from torch import nn
 
 from soho.config import ObjectiveParams
 from soho.models.soho import SohoModel
+from soho.models.vision import grid_mask
 from soho.models.visual_dictionary import VisualDictionary
 from soho.objectives import itc, itm, mlm, mvm, scl
 
@@ -25,7 +26,8 @@ def pretraining_step(
 ) -> dict[str, torch.Tensor]:
     """Returns ``loss`` (weighted sum) plus each component's loss and accuracy (detached)."""
     input_ids, attention = batch["input_ids"], batch["attention_mask"]
-    visual, indices, layout = model.encode_image(batch["pixels"])
+    visual, indices, layout = model.encode_image(batch["pixels"], batch.get("pixel_mask"))
+    valid = grid_mask(batch.get("pixel_mask"), layout)  # None: square images, every cell is real
     out: dict[str, torch.Tensor] = {}
     total = visual.sum() * 0.0
     text_len = input_ids.shape[1]
@@ -39,8 +41,10 @@ def pretraining_step(
             if weights.mlm > 0
             else (input_ids, None)
         )
-        visual_masked = mvm.choose_masked_tokens(indices, weights.mvm_probability, generator) if use_mvm else None
-        hidden = model.fuse(masked_ids, attention, visual, layout, visual_masked)
+        visual_masked = (
+            mvm.choose_masked_tokens(indices, weights.mvm_probability, generator, valid) if use_mvm else None
+        )
+        hidden = model.fuse(masked_ids, attention, visual, layout, visual_masked, valid)
         if labels is not None:
             loss, acc = mlm.mlm_loss(hidden[:, :text_len], labels, model.mlm_head)
             total = total + weights.mlm * loss
@@ -52,19 +56,30 @@ def pretraining_step(
     same = batch["image_key"][:, None] == batch["image_key"][None, :] if "image_key" in batch else None
     similarity = None
     if weights.itc > 0:
-        image_embed = model.image_embedding(visual, layout)
+        image_embed = model.image_embedding(visual, layout, valid)
         text_embed = model.text_embedding(input_ids, attention)
         loss, acc, similarity = itc.itc_loss(image_embed, text_embed, model.logit_scale, same)
         total = total + weights.itc * loss
         out |= {"itc_loss": loss.detach(), "itc_acc": acc}
         if weights.scl > 0:
             loss, parts = semantic_completion(
-                model, batch, visual, layout, image_embed, text_embed, same, weights, special_ids, mask_id, generator
+                model,
+                batch,
+                visual,
+                layout,
+                image_embed,
+                text_embed,
+                same,
+                weights,
+                special_ids,
+                mask_id,
+                generator,
+                valid,
             )
             total = total + weights.scl * loss
             out |= {"scl_loss": loss.detach()} | parts
     if weights.itm > 0:
-        logits, labels = itm_pairs(model, batch, visual, layout, similarity, same, generator)
+        logits, labels = itm_pairs(model, batch, visual, layout, similarity, same, generator, valid)
         loss, acc = itm.itm_loss(logits, labels)
         total = total + weights.itm * loss
         out |= {"itm_loss": loss.detach(), "itm_acc": acc}
@@ -100,8 +115,9 @@ def itm_pairs(
     similarity: torch.Tensor | None = None,
     same: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """ITM logits for every matched pair and one mismatched text per image.
+    """ITM logits for every matched pair and one mismatched text per image (``valid``: real grid cells).
 
     The negative is drawn by ITC similarity when ITC is trained (hard negatives, ALBEF),
     else uniformly: before alignment there is no similarity worth sampling by.
@@ -112,9 +128,10 @@ def itm_pairs(
     negative = itm.sample_negatives(similarity, same, generator)
     ids = torch.cat([input_ids, input_ids[negative]])
     mask = torch.cat([attention, attention[negative]])
-    hidden = model.fuse(ids, mask, torch.cat([visual, visual]), layout)
+    both = None if valid is None else torch.cat([valid, valid])
+    hidden = model.fuse(ids, mask, torch.cat([visual, visual]), layout, visual_valid=both)
     labels = torch.cat([torch.ones_like(negative), torch.zeros_like(negative)])
-    return model.itm_logits(hidden, mask), labels
+    return model.itm_logits(hidden, mask, both), labels
 
 
 def scl_masks(
@@ -150,6 +167,7 @@ def semantic_completion(
     special_ids: torch.Tensor,
     mask_id: int,
     generator: torch.Generator | None = None,
+    valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """SCL in both directions: masked vision + full text, and masked text + full vision.
 
@@ -167,9 +185,11 @@ def semantic_completion(
         generator,
     )
     completed_image, _ = model.completed_embeddings(
-        model.fuse(input_ids, attention, visual, layout, visual_masked), attention
+        model.fuse(input_ids, attention, visual, layout, visual_masked, valid), attention
     )
-    _, completed_text = model.completed_embeddings(model.fuse(masked_ids, attention, visual, layout), attention)
+    _, completed_text = model.completed_embeddings(
+        model.fuse(masked_ids, attention, visual, layout, visual_valid=valid), attention
+    )
     loss_vision, acc_vision = scl.scl_loss(completed_image, image_target, same)
     loss_text, acc_text = scl.scl_loss(completed_text, text_target)
     parts = {

@@ -59,6 +59,7 @@ class SohoPyfunc:
         spec = LoaderSpec(
             folder, tokenizer, model.image_size, model.text.max_length, settings.batch_size, seed=0,
             frames=settings.frames, video_size=settings.video_size,
+            resize=model.vision.resize, max_long_side=model.vision.max_long_side,
         )  # fmt: skip
         return cls(module, task, spec)
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from soho.config import FinetuneParams
-from soho.data import loaders, shards
+from soho.data import shards
 from soho.data.loaders import LoaderSpec
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class Task:
 
     def to_samples(self, spec: LoaderSpec, classes: list[str] | None, epoch: int) -> Callable[[dict], list[dict]]:
         """One shard sample -> the training / evaluation examples it holds (images at ``spec.image_size``)."""
-        transform = loaders.image_transform(spec.image_size)
+        transform = spec.transform()
         return lambda sample: self.examples(sample, transform)
 
     def examples(self, sample: dict, transform: Callable) -> list[dict]:
@@ -86,7 +86,9 @@ class Task:
         raise NotImplementedError
 
     def logits(self, module: TaskModel, batch: dict) -> torch.Tensor:
-        return module.head(module.pooled(batch["pixels"], batch["input_ids"], batch["attention_mask"]))
+        return module.head(
+            module.pooled(batch["pixels"], batch["input_ids"], batch["attention_mask"], batch.get("pixel_mask"))
+        )
 
     def loss(self, module: TaskModel, batch: dict) -> dict[str, torch.Tensor]:
         logits = self.logits(module, batch)
@@ -98,7 +100,7 @@ class Task:
 
     def serving_pixels(self, images: list, spec: LoaderSpec) -> torch.Tensor:
         """A served row's decoded images (RGB PIL, in ``image_inputs`` order) -> its pixels, as ``examples`` makes them."""
-        return loaders.image_transform(spec.image_size)(images[0].convert("RGB"))
+        return spec.transform()(images[0].convert("RGB"))
 
     def serve(self, module: TaskModel, batch: dict) -> dict[str, list]:
         """The served model's ``outputs`` columns for one batch."""

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from soho.models.soho import SohoModel
+from soho.models.vision import grid_mask
 from soho.tasks.base import Task
 
 
@@ -30,13 +31,26 @@ class TaskModel(nn.Module):
         self.answers = list(answers or [])
         self.head = task.head(model.hidden, self.answers)
 
-    def pooled(self, pixels: torch.Tensor | None, input_ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
-        """(B, d) pooled [text; visual] output; the text alone for ``text_only`` (or no pixels)."""
+    def pooled(
+        self,
+        pixels: torch.Tensor | None,
+        input_ids: torch.Tensor,
+        attention: torch.Tensor,
+        pixel_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, d) pooled [text; visual] output; the text alone for ``text_only`` (or no pixels).
+
+        ``pixel_mask``: the real pixels of padded (keep-ratio) images; padded grid cells are
+        neither attended to nor pooled.
+        """
         if self.text_only or pixels is None:
             hidden = self.model.fuse(input_ids, attention, None, None)
             return self.model.fusion.pool(hidden, attention)
-        visual, _, layout = self.model.encode_image(pixels)
-        return self.model.pool(self.model.fuse(input_ids, attention, visual, layout), attention)
+        visual, _, layout = self.model.encode_image(pixels, pixel_mask)
+        valid = grid_mask(pixel_mask, layout)
+        return self.model.pool(
+            self.model.fuse(input_ids, attention, visual, layout, visual_valid=valid), attention, valid
+        )
 
     def logits(self, batch: dict) -> torch.Tensor:
         return self.task.logits(self, batch)

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from soho.data import loaders
 from soho.data.loaders import LoaderSpec
 from soho.eval import metrics
 from soho.models.heads import mlp_head
@@ -41,7 +40,7 @@ class NLVR2(ClassificationTask):
         return [{"pixels": pixels, "text": sample["json"]["sentence"], "label": label, "key": sample["__key__"]}]
 
     def serving_pixels(self, images: list, spec: LoaderSpec) -> torch.Tensor:
-        transform = loaders.image_transform(spec.image_size)
+        transform = spec.transform()
         return torch.stack([transform(image.convert("RGB")) for image in images])  # (2, 3, H, W), as examples()
 
     def head(self, hidden: int, classes: list[str]) -> nn.Module:
@@ -49,8 +48,9 @@ class NLVR2(ClassificationTask):
 
     def logits(self, module: TaskModel, batch: dict) -> torch.Tensor:
         ids, attention, pixels = batch["input_ids"], batch["attention_mask"], batch["pixels"]  # pixels (B, 2, 3, H, W)
-        left = module.pooled(pixels[:, 0], ids, attention)
-        right = module.pooled(pixels[:, 1], ids, attention)
+        masks = batch.get("pixel_mask")  # (B, 2, H, W) for padded (keep-ratio) pairs
+        left = module.pooled(pixels[:, 0], ids, attention, None if masks is None else masks[:, 0])
+        right = module.pooled(pixels[:, 1], ids, attention, None if masks is None else masks[:, 1])
         return module.head(torch.cat([left, right], dim=-1))  # (B, 2)
 
     def chance(self, batch: dict, classes: list[str] | None, rng: random.Random) -> list[int]:

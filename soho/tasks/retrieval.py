@@ -19,6 +19,7 @@ from soho.config import FinetuneParams, ObjectiveParams
 from soho.data import loaders
 from soho.data.loaders import LoaderSpec
 from soho.eval import metrics
+from soho.models.vision import grid_mask
 from soho.objectives import itm
 from soho.objectives.pretraining import pretraining_step
 from soho.tasks.base import Scoring, Task
@@ -44,8 +45,8 @@ class Retrieval(Task):
     outputs = {"score": "double"}  # the ITM match probability of the pair
 
     def to_samples(self, spec: LoaderSpec, classes: list[str] | None, epoch: int) -> Callable[[dict], list[dict]]:
-        transform = loaders.image_transform(spec.image_size)
-        frame_transform = loaders.image_transform(spec.video_size or spec.image_size)
+        transform = spec.transform()
+        frame_transform = spec.transform(spec.video_size)
 
         def to_samples(sample: dict) -> list[dict]:
             if "gif" in sample:  # a clip: (T, 3, H, W)
@@ -64,7 +65,7 @@ class Retrieval(Task):
         """A clip's frames for a video model, (T, 3, H, W), as ``to_samples`` makes them; else the image."""
         if not self.video:
             return super().serving_pixels(images, spec)
-        frame_transform = loaders.image_transform(spec.video_size or spec.image_size)
+        frame_transform = spec.transform(spec.video_size)
         return torch.stack([frame_transform(f) for f in loaders.sample_frames(images[0], spec.frames)])
 
     def serve(self, module: TaskModel, batch: dict) -> dict[str, list]:
@@ -74,7 +75,7 @@ class Retrieval(Task):
         return None
 
     def logits(self, module: TaskModel, batch: dict) -> torch.Tensor:
-        pooled = module.pooled(batch["pixels"], batch["input_ids"], batch["attention_mask"])
+        pooled = module.pooled(batch["pixels"], batch["input_ids"], batch["attention_mask"], batch.get("pixel_mask"))
         return module.model.itm_head(pooled)  # (B, 2)
 
     def loss(self, module: TaskModel, batch: dict) -> dict[str, torch.Tensor]:
@@ -85,7 +86,9 @@ class Retrieval(Task):
             loss, acc = itm.itm_loss(logits, labels)
             return {"loss": loss, "acc": acc}
         # ITM (+ ITC, whose similarities then pick hard negatives): the pre-training step itself
-        out = pretraining_step(module.model, batch, matching_objectives(module.itc_weight), special_ids=None, mask_id=-1)
+        out = pretraining_step(
+            module.model, batch, matching_objectives(module.itc_weight), special_ids=None, mask_id=-1
+        )
         return {"loss": out["loss"], "acc": out["itm_acc"]} | ({"itc_acc": out["itc_acc"]} if "itc_acc" in out else {})
 
     def predict(self, module: TaskModel, batch: dict) -> list[float]:
@@ -106,12 +109,16 @@ class Retrieval(Task):
                     if limit is not None and len(pixels) >= limit:
                         continue
                     image_of[key] = len(pixels)
-                    pixels.append(batch["pixels"][row])
+                    pixels.append(loaders.unpad(batch, row))
                 ids.append(batch["input_ids"][row])
                 masks.append(batch["attention_mask"][row])
                 text_image.append(image_of[key])
+        if spec.resize == "square":
+            images = {"pixels": torch.stack(pixels)}
+        else:  # keep-ratio images differ in size: re-padded together, with their mask
+            images = dict(zip(("pixels", "pixel_mask"), loaders.pad_images(pixels), strict=True))
         return {
-            "pixels": torch.stack(pixels),
+            **images,
             "ids": torch.nn.utils.rnn.pad_sequence(ids, batch_first=True),
             "masks": torch.nn.utils.rnn.pad_sequence(masks, batch_first=True),
             "text_image": torch.tensor(text_image),
@@ -129,7 +136,13 @@ def recall_report(
     else:
         chunk = finetune.eval_batch_size * 4
         scores = match_matrix(
-            module, inputs["pixels"], inputs["ids"], inputs["masks"], chunk, finetune.retrieval_rerank_k
+            module,
+            inputs["pixels"],
+            inputs["ids"],
+            inputs["masks"],
+            chunk,
+            finetune.retrieval_rerank_k,
+            inputs.get("pixel_mask"),
         )
     report = metrics.retrieval_metrics(scores, inputs["text_image"])
     top = scores.topk(min(5, images), dim=1).indices.tolist()
@@ -142,7 +155,13 @@ def recall_report(
 
 @torch.no_grad()
 def match_matrix(
-    module: TaskModel, pixels: torch.Tensor, ids: torch.Tensor, masks: torch.Tensor, chunk: int, rerank_k: int = 0
+    module: TaskModel,
+    pixels: torch.Tensor,
+    ids: torch.Tensor,
+    masks: torch.Tensor,
+    chunk: int,
+    rerank_k: int = 0,
+    pixel_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(texts, images) retrieval scores; each image goes through the CNN once.
 
@@ -159,28 +178,32 @@ def match_matrix(
             pooled = module.pooled(None, ids[start : start + chunk], masks[start : start + chunk])
             scores[start : start + chunk] = model.itm_head(pooled).softmax(-1)[:, 1:2]
         return scores
-    visual, _, layout = model.encode_image(pixels)
+    visual, _, layout = model.encode_image(pixels, pixel_mask)
+    valid = grid_mask(pixel_mask, layout)
     if not rerank_k or rerank_k >= len(pixels):
         pairs = torch.cartesian_prod(torch.arange(len(ids)), torch.arange(len(pixels)))
         scores = torch.empty(len(ids), len(pixels))
     else:
-        scores = itc_similarity(module, visual, layout, ids, masks, chunk) - 3.0
+        scores = itc_similarity(module, visual, layout, ids, masks, chunk, valid) - 3.0
         candidates = torch.zeros_like(scores, dtype=torch.bool)
         candidates.scatter_(1, scores.topk(rerank_k, dim=1).indices, True)
         candidates.scatter_(0, scores.topk(min(rerank_k, len(ids)), dim=0).indices, True)
         pairs = candidates.nonzero()
     for start in range(0, len(pairs), chunk):
         text, image = pairs[start : start + chunk].unbind(1)
-        pooled = model.pool(model.fuse(ids[text], masks[text], visual[image], layout), masks[text])
+        cells = None if valid is None else valid[image]
+        hidden = model.fuse(ids[text], masks[text], visual[image], layout, visual_valid=cells)
+        pooled = model.pool(hidden, masks[text], cells)
         scores[text, image] = model.itm_head(pooled).softmax(-1)[:, 1].float()
     return scores
 
 
 def itc_similarity(
-    module: TaskModel, visual, layout, ids: torch.Tensor, masks: torch.Tensor, chunk: int
+    module: TaskModel, visual, layout, ids: torch.Tensor, masks: torch.Tensor, chunk: int, valid=None
 ) -> torch.Tensor:
-    """(texts, images) cosine similarity of the ITC embeddings."""
+    """(texts, images) cosine similarity of the ITC embeddings (``valid``: real grid cells, None: all)."""
     model = module.model
-    images = torch.cat([model.image_embedding(v, layout) for v in visual.split(chunk)])
+    cells = [None] * len(visual.split(chunk)) if valid is None else valid.split(chunk)
+    images = torch.cat([model.image_embedding(v, layout, c) for v, c in zip(visual.split(chunk), cells, strict=True)])
     texts = torch.cat([model.text_embedding(i, m) for i, m in zip(ids.split(chunk), masks.split(chunk), strict=True)])
     return texts.float() @ images.float().t()

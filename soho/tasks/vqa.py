@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from soho.config import FinetuneParams
-from soho.data import loaders, shards
+from soho.data import shards
 from soho.data.loaders import LoaderSpec
 from soho.eval import metrics
 from soho.models.heads import mlp_head
@@ -74,7 +74,7 @@ class VQA(ClassificationTask):
         return answer_vocabulary(shards_root, finetune.answer_vocab)
 
     def to_samples(self, spec: LoaderSpec, classes: list[str] | None, epoch: int) -> Callable[[dict], list[dict]]:
-        transform = loaders.image_transform(spec.image_size)
+        transform = spec.transform()
         answer_index = {metrics.normalize_answer(a): i for i, a in enumerate(classes or [])}  # class -> its index
 
         def to_samples(sample: dict) -> list[dict]:

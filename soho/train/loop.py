@@ -1,7 +1,7 @@
 """The training loop shared by pre-training and fine-tuning.
 
-AdamW with per-group learning rates (CNN vs Transformer), linear warm-up then linear
-decay, gradient accumulation and clipping, bf16 autocast on GPU, torchrun DDP,
+AdamW with per-group learning rates (CNN vs Transformer; or SGD for the CNN, as SOHO),
+linear warm-up then linear or step decay, gradient accumulation and clipping, bf16 autocast on GPU, torchrun DDP,
 seeded determinism, atomic checkpoints every N steps and exact resume: the
 checkpoint stores, for each rank, its data position (epoch, batches consumed) and
 every RNG (torch, CUDA, Python, NumPy), now and at its epoch's start; the data order
@@ -38,14 +38,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_optimizer(groups: dict[str, list[nn.Parameter]], cfg: OptimParams) -> torch.optim.AdamW:
+def build_optimizer(groups: dict[str, list[nn.Parameter]], cfg: OptimParams) -> torch.optim.Optimizer:
     """AdamW; the CNN gets ``cnn_lr``; biases and norms get no weight decay.
 
     Fused (one kernel over all parameters, CPU and CUDA): the per-tensor loop of the
-    default CPU implementation cost a fifth of an embedded fine-tuning step.
+    default CPU implementation cost a fifth of an embedded fine-tuning step. With
+    ``cnn_optimizer: sgd`` the CNN takes SGD with momentum instead (SOHO's AdamwSGD).
     """
     param_groups = []
     for name, params in groups.items():
+        if name == "cnn" and cfg.cnn_optimizer == "sgd":
+            continue
         lr = cfg.cnn_lr if name == "cnn" else cfg.lr
         decay = [p for p in params if p.ndim > 1]
         no_decay = [p for p in params if p.ndim <= 1]
@@ -53,7 +56,41 @@ def build_optimizer(groups: dict[str, list[nn.Parameter]], cfg: OptimParams) -> 
             {"params": decay, "lr": lr, "weight_decay": cfg.weight_decay, "name": f"{name}"},
             {"params": no_decay, "lr": lr, "weight_decay": 0.0, "name": f"{name}_no_decay"},
         ]
-    return torch.optim.AdamW([g for g in param_groups if g["params"]], fused=True)
+    adamw = torch.optim.AdamW([g for g in param_groups if g["params"]], fused=True)
+    if cfg.cnn_optimizer != "sgd" or not groups.get("cnn"):
+        return adamw
+    # SOHO: weight decay on every CNN parameter, norms and biases included
+    cnn = {"params": groups["cnn"], "lr": cfg.cnn_lr, "weight_decay": cfg.cnn_weight_decay, "name": "cnn"}
+    sgd = torch.optim.SGD([cnn], lr=cfg.cnn_lr, momentum=cfg.cnn_momentum)
+    return PerGroupOptimizer([sgd, adamw])
+
+
+class PerGroupOptimizer(torch.optim.Optimizer):
+    """Several torch optimisers stepped as one, so one scheduler and one checkpoint serve them all.
+
+    Why: SOHO trains the CNN with SGD and the Transformer with AdamW; torch has no optimiser
+    that picks its update rule per group. The parameter groups are the inner optimisers' own
+    dicts, so a scheduler's lr changes reach them; the updates are torch's SGD and AdamW.
+    """
+
+    def __init__(self, optimizers: list[torch.optim.Optimizer]):
+        self.optimizers = optimizers
+        super().__init__([g for o in optimizers for g in o.param_groups], {})
+
+    def add_param_group(self, param_group: dict) -> None:
+        self.param_groups.append(param_group)  # the inner optimiser already checked and completed it
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for optimizer in self.optimizers:
+            optimizer.step()
+
+    def state_dict(self) -> dict:
+        return {"optimizers": [o.state_dict() for o in self.optimizers]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        for optimizer, state in zip(self.optimizers, state_dict["optimizers"], strict=True):
+            optimizer.load_state_dict(state)
 
 
 def warmup_linear(warmup: int, total: int) -> Callable[[int], float]:
@@ -63,6 +100,27 @@ def warmup_linear(warmup: int, total: int) -> Callable[[int], float]:
         return max(0.0, (total - step) / max(1, total - warmup))
 
     return factor
+
+
+def warmup_step(warmup: int, total: int, decay_at: tuple[float, ...], decay: float) -> Callable[[int], float]:
+    """Linear warm-up, then the full rate times ``decay`` once per passed boundary ``decay_at`` (fractions of ``total``).
+
+    SOHO's step policy: x0.1 at epochs 25 and 35 of 40, i.e. at 62.5% and 87.5% of the steps.
+    """
+    boundaries = [round(f * total) for f in decay_at]
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return decay ** sum(step >= b for b in boundaries)
+
+    return factor
+
+
+def lr_factor(cfg: OptimParams) -> Callable[[int], float]:
+    if cfg.schedule == "step":
+        return warmup_step(cfg.warmup_steps, cfg.steps, cfg.decay_at, cfg.decay_factor)
+    return warmup_linear(cfg.warmup_steps, cfg.steps)
 
 
 class Trainer:
@@ -93,7 +151,7 @@ class Trainer:
             else self.module
         )
         self.optimizer = build_optimizer(groups, cfg)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_linear(cfg.warmup_steps, cfg.steps))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(cfg))
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self._epoch_rng: dict | None = None  # the RNG states as this epoch's iterator was made
