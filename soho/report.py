@@ -1,10 +1,12 @@
 """The results table: this run's metrics beside the papers' numbers, baselines and ablations.
 
 Inputs are the DVC metrics files (``results/<task>.json``: variant -> split -> metric,
-``results/pretrain.json``, ``results/ablations.json``), ``reference/paper.yaml`` and, for the
+``results/pretrain.json``, ``results/ablations.json``), ``reference/paper.yaml`` (read by
+``soho.paper_numbers``: each paper's value with its status, or why it has none) and, for the
 embedded profile, the reference runs (``reference/runs/*``, seeds x CPU kernel settings). The
 output is ``results/table.json`` (the data) and ``results/table.md`` (the same, rendered).
-Nothing in it is typed by hand: a number is either read from a file or shown as "n/a".
+Nothing in it is typed by hand: a number is either read from a file or shown as "n/a"
+(a paper's cell says why: not reported by the paper, task not in the paper, not transcribed).
 Why the reference runs: one run's difference between two rows means nothing until it is set
 against how much that difference moves between seeds and CPUs; the table shows both.
 The Markdown rendering is ``soho.report_markdown`` (``render_markdown`` is re-exported here).
@@ -20,6 +22,7 @@ from typing import Any
 from soho.ablations import REPORTED as ABLATION_METRICS
 from soho.bands import SIGNIFICANCE
 from soho.config import read_yaml
+from soho.paper_numbers import PAPERS, PaperNumbers
 from soho.report_markdown import render_markdown  # noqa: F401 - callers render through soho.report
 
 RETRIEVAL = ("tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5", "ir_r10", "r_mean")
@@ -77,9 +80,13 @@ def load_reference(path: Path) -> dict[str, Any]:
     return read_yaml(Path(path), "reference file")
 
 
-def _paper(reference: dict, key: str, paper: str) -> dict | None:
-    entry = reference.get("metrics", {}).get(key, {}).get(paper)
-    return entry if entry and entry.get("value") is not None else None
+def _paper_cells(reference: PaperNumbers, key: str) -> dict[str, Any]:
+    """Each paper's value for ``key`` with its status, or None with the reason (``<paper>_missing``)."""
+    cells: dict[str, Any] = {}
+    for paper in PAPERS:
+        found = reference.reported(key, paper)
+        cells |= {f"{paper}_paper": found.value, f"{paper}_status": found.status, f"{paper}_missing": found.missing}
+    return cells
 
 
 SIGNIFICANT_SD = SIGNIFICANCE  # a difference counts when its mean over the reference runs exceeds 2 sd
@@ -140,7 +147,7 @@ def _ablation_spreads(runs: dict[str, dict]) -> dict[str, dict[str, dict | None]
 
 
 def build(
-    results: dict[str, dict], reference: dict, header: dict[str, str], runs: dict[str, dict] | None = None
+    results: dict[str, dict], reference: PaperNumbers, header: dict[str, str], runs: dict[str, dict] | None = None
 ) -> dict[str, Any]:
     """The table as data: header, main rows, baselines, differences over the reference runs, ablations, pre-training."""
     runs = runs or {}
@@ -151,15 +158,12 @@ def build(
             continue
         for metric in metric_names:
             key = f"{task}/pretrained/{split}/{metric}"
-            soho, scl = _paper(reference, key, "soho"), _paper(reference, key, "scl")
             main.append(
                 {
                     "task": task,
                     "split": split,
                     "metric": metric,
-                    "soho_paper": soho["value"] if soho else None,
-                    "soho_checked": bool(soho and soho.get("checked")),
-                    "scl_paper": scl["value"] if scl else None,
+                    **_paper_cells(reference, key),
                     "this_run": lookup(results, key),
                     "this_run_scl": lookup(results, f"{task}/pretrained_scl/{split}/{metric}"),
                 }

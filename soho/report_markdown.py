@@ -14,15 +14,26 @@ from soho.ablations import REPORTED as ABLATION_METRICS
 from soho.bands import SIGNIFICANCE
 
 MAIN_NOTE = (
-    "\\* transcribed without the PDF at hand, not yet checked (`reference/paper.yaml`). "
-    "n/a: not reported, or not transcribed. tr = image (video) to text, ir = text to image "
-    "(video). The embedded profile's data are generated, so its numbers are comparable with "
-    "each other, not with the papers'."
+    "Beside each paper number, where it was seen (`reference/paper.yaml`): paper = read in the "
+    "paper itself; third-party = read in another paper's or library's table that copies it; "
+    "unverified = in no stored source, recalled. A paper cell without a number says why: not "
+    "reported by the paper, task not in the paper, or not transcribed (no copy of the paper's "
+    "table was at hand). The VQA row's paper numbers are test-dev. tr = image (video) to text, "
+    "ir = text to image (video). The embedded profile's data are generated, so its numbers are "
+    "comparable with each other, not with the papers'."
 )
 
 
 def _cell(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _paper_cell(row: dict[str, Any], paper: str) -> str:
+    """A paper's number with its status (paper, third-party, unverified), or n/a with the reason."""
+    value = row[f"{paper}_paper"]
+    if value is None:
+        return f"n/a ({row[f'{paper}_missing']})"
+    return f"{value:.2f} ({row[f'{paper}_status']})"
 
 
 def _spread_cell(value: dict | None, digits: int) -> str:
@@ -60,13 +71,13 @@ def _header(table: dict[str, Any]) -> list[str]:
 
 
 def _main(table: dict[str, Any]) -> list[str]:
-    """The papers' numbers beside this run's; * marks a paper number not yet checked."""
+    """The papers' numbers, each with its status or the reason it is missing, beside this run's."""
     show_scl = any(r["this_run_scl"] is not None for r in table["main"])
     head = ["task", "split", "metric", "SOHO paper", "SCL paper", "this run"] + (["this run +SCL"] if show_scl else [])
     rows = []
     for r in table["main"]:
-        paper = _cell(r["soho_paper"], 2) + ("" if r["soho_paper"] is None or r["soho_checked"] else "*")
-        row = [r["task"], r["split"], r["metric"], paper, _cell(r["scl_paper"], 2), _cell(r["this_run"])]
+        papers = [_paper_cell(r, "soho"), _paper_cell(r, "scl")]
+        row = [r["task"], r["split"], r["metric"], *papers, _cell(r["this_run"])]
         rows.append(row + ([_cell(r["this_run_scl"])] if show_scl else []))
     return _section("Downstream tasks: the papers and this run", _table(head, rows), after=MAIN_NOTE)
 

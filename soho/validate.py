@@ -2,8 +2,8 @@
 
 Embedded profile: ``reference/embedded.yaml`` holds a band (low, high) per metric, with the
 reference runs' values it was derived from, and the claims (``reference/claims.yaml``) with
-the runs' evidence. Paper profile: ``reference/paper.yaml`` holds SOHO's reported value and a
-tolerance; entries without a value are skipped, not failed.
+the runs' evidence. Paper profile: ``reference/paper.yaml`` (``soho.paper_numbers``) holds
+SOHO's reported value and a tolerance; entries without a value are skipped, not failed.
 A metric the run did not produce is a failure: a silently missing task must not pass.
 Why claims beside bands: a band wide enough to hold every seed and CPU cannot see the table
 lose its meaning (pre-training no longer helping); an established claim can, and names it.
@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from soho import paper_numbers
 from soho.bands import Claim, parse_claims
 from soho.config import FINETUNE_VARIANTS
 from soho.report import load_reference, lookup
@@ -43,16 +44,12 @@ class Check:
 def bands(reference_dir: Path, profile: str) -> list[Band]:
     """The bands a run of ``profile`` must stay within."""
     if profile == "paper":
-        reference = load_reference(Path(reference_dir) / "paper.yaml")
-        found = []
-        for key, entry in reference.get("metrics", {}).items():
-            soho = entry.get("soho") or {}
-            if soho.get("value") is None:
-                continue
-            tolerance = float(entry.get("tolerance", 0.0))
-            value = float(soho["value"])
-            found.append(Band(key, value - tolerance, value + tolerance, soho.get("source", "")))
-        return found
+        reported = paper_numbers.load(Path(reference_dir) / "paper.yaml")
+        return [
+            Band(key, entry.soho.value - entry.tolerance, entry.soho.value + entry.tolerance, entry.soho.source)
+            for key, entry in reported.metrics.items()
+            if entry.soho is not None and entry.soho.value is not None and entry.tolerance is not None
+        ]
     reference = load_reference(Path(reference_dir) / f"{profile}.yaml")
     return [
         Band(key, float(entry["low"]), float(entry["high"]), entry.get("why", ""))

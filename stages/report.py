@@ -10,7 +10,7 @@ import re
 import sys
 from pathlib import Path
 
-from soho import report, stage, tracking
+from soho import paper_numbers, report, stage, tracking
 from soho.io import write_text
 
 README_START, README_END = "<!-- results-table:start -->", "<!-- results-table:end -->"
@@ -37,7 +37,7 @@ def main(params, args) -> None:
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     runs = report.load_runs(Path(args.runs)) if params.profile == "embedded" else {}
-    table = report.build(report.load_results(results), report.load_reference(Path(args.reference)), header, runs)
+    table = report.build(report.load_results(results), paper_numbers.load(Path(args.reference)), header, runs)
     markdown = report.render_markdown(table)
     write_text(results / "table.json", json.dumps(table, indent=1))
     write_text(results / "table.md", markdown)
