@@ -12,10 +12,16 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import BertConfig, BertModel, BertTokenizerFast
+from transformers import BertConfig, BertForPreTraining, BertModel, BertTokenizerFast
+from transformers.models.bert.modeling_bert import BertOnlyMLMHead
 from transformers.utils import logging as hf_logging
 
 log = logging.getLogger(__name__)
+# BERT's MLM head as a checkpoint names it; the decoder weight is the word embeddings (tied)
+MLM_TRANSFORM_KEYS = tuple(
+    f"cls.predictions.transform.{k}" for k in ("dense.weight", "dense.bias", "LayerNorm.weight", "LayerNorm.bias")
+)
+MLM_BIAS_KEYS = ("cls.predictions.bias", "cls.predictions.decoder.bias")  # one parameter, tied: either name
 
 
 def resolve_text_model(name: str) -> Path | None:
@@ -37,6 +43,32 @@ def load_tokenizer(name: str) -> BertTokenizerFast:
     return BertTokenizerFast.from_pretrained(str(path), local_files_only=True)
 
 
+def load_pretrained(path: Path, config: BertConfig) -> tuple[BertModel, tuple[dict, torch.Tensor] | None]:
+    """The BERT encoder in ``path`` and its MLM head's (transform state, vocabulary bias), or None without one.
+
+    Loaded as ``BertForPreTraining`` so transformers finds the head under any of its key
+    spellings (``bert.`` prefix or none, LayerNorm ``gamma``/``beta``) and says which keys the
+    file lacks. Its heads' random init for keys the file lacks runs in a forked RNG: loading
+    must not move the global RNG that initialises the rest of the model.
+    """
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # unused upper layers of a truncated model, absent heads: expected
+    try:
+        with torch.random.fork_rng(devices=[]):
+            model, info = BertForPreTraining.from_pretrained(
+                str(path), config=config, local_files_only=True, output_loading_info=True
+            )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    missing = set(info["missing_keys"])
+    if missing.intersection(MLM_TRANSFORM_KEYS) or missing.issuperset(MLM_BIAS_KEYS):
+        log.info("%s has no MLM head (cls.predictions.*): the MLM transform starts random", path)
+        return model.bert, None
+    predictions = model.cls.predictions
+    transform = {k: v.detach().clone() for k, v in predictions.transform.state_dict().items()}
+    return model.bert, (transform, predictions.bias.detach().clone())
+
+
 class CrossModalEncoder(nn.Module):
     """BERT whose input is the text embeddings followed by visual token embeddings."""
 
@@ -56,18 +88,31 @@ class CrossModalEncoder(nn.Module):
             base = BertConfig.from_pretrained(str(path), local_files_only=True)
             if num_layers:
                 base.num_hidden_layers = num_layers
-            verbosity = hf_logging.get_verbosity()
-            hf_logging.set_verbosity_error()  # unused upper layers of a truncated model are expected
-            try:
-                self.bert = BertModel.from_pretrained(str(path), config=base, local_files_only=True)
-            finally:
-                hf_logging.set_verbosity(verbosity)
+            self.bert, self.pretrained_mlm = load_pretrained(path, base)
         else:
             base = config or BertConfig()
             if num_layers:
                 base.num_hidden_layers = num_layers
             self.bert = BertModel(base)
+            self.pretrained_mlm = None
         self.config = self.bert.config
+
+    def mlm_head(self) -> BertOnlyMLMHead:
+        """BERT's MLM head, its decoder tied to the word embeddings; transform and bias from the checkpoint if it has them.
+
+        Why: bert-base ships its pre-trained head (dense + LayerNorm + vocabulary bias), so
+        MLM starts where BERT left off. A checkpoint without one (the MiniLM of the embedded
+        profile is a sentence-transformers encoder, saved without ``cls.*``) keeps BERT's
+        random init. The head is built either way, so the global RNG moves the same.
+        """
+        head = BertOnlyMLMHead(self.config)
+        head.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+        if self.pretrained_mlm is not None:
+            transform, bias = self.pretrained_mlm
+            head.predictions.transform.load_state_dict(transform, strict=True)
+            with torch.no_grad():
+                head.predictions.bias.copy_(bias)
+        return head
 
     @property
     def hidden(self) -> int:

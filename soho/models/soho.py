@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers.models.bert.modeling_bert import BertOnlyMLMHead
 
 from soho.config import ModelParams
 from soho.models.fusion import CrossModalEncoder, load_tokenizer
@@ -31,8 +30,7 @@ class SohoModel(nn.Module):
         )
         self.vd = VisualDictionary(vd.size, hidden, vd.momentum, vd.dead_after) if vd.size else None
         self.visual_embeddings = VisualEmbeddings(hidden, vision.max_grid, vision.max_frames, position=vision.position)
-        self.mlm_head = BertOnlyMLMHead(self.fusion.config)
-        self.mlm_head.predictions.decoder.weight = self.fusion.bert.embeddings.word_embeddings.weight
+        self.mlm_head = self.fusion.mlm_head()  # from the text checkpoint where it has one
         if text.freeze_word_embeddings:  # the tied decoder weight too; its bias still trains
             self.fusion.bert.embeddings.word_embeddings.weight.requires_grad_(False)
         # SOHO's pre-training neck (SimpleVDforPre): token = feature + Linear(VD entry); masked tokens

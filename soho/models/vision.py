@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 from pathlib import Path
 
 import torch
@@ -17,8 +18,12 @@ from torch.nn import functional as F
 from torchvision.models import resnet
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
+from soho.overrides import ConfigError
+
 log = logging.getLogger(__name__)
 NAMED = {"resnet18": resnet.resnet18, "resnet50": resnet.resnet50, "resnet101": resnet.resnet101}
+CLASSIFIER = "fc."  # torchvision's ImageNet classifier: in the weights file, never used here
+SHOWN_KEYS = 3  # offending keys named in the error line
 
 
 def build_resnet(arch: str, layers: list[int] | None, weights: Path | None) -> tuple[nn.Module, int]:
@@ -35,13 +40,55 @@ def build_resnet(arch: str, layers: list[int] | None, weights: Path | None) -> t
     else:
         raise ValueError(f"model.vision.arch: unknown {arch!r} (use 'resnet' or one of {sorted(NAMED)})")
     if weights is not None:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        missing, unexpected = net.load_state_dict(state, strict=False)
-        log.info("loaded %s (missing %d, unexpected %d keys)", weights, len(missing), len(unexpected))
+        load_resnet_weights(net, Path(weights), arch)
     block = net.layer4[-1]
     channels = block.conv3.out_channels if isinstance(block, Bottleneck) else block.conv2.out_channels
     trunk = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
     return trunk, channels
+
+
+def load_resnet_weights(net: resnet.ResNet, file: Path, arch: str) -> None:
+    """Load torchvision's ResNet state dict from ``file`` strictly; only the classifier (``fc.*``) is skipped.
+
+    Why strict: a file whose keys do not match (a ``module.`` prefix from DDP, a detection
+    backbone's ``backbone.body.``, another depth) would otherwise load nothing and the CNN
+    would silently train from scratch. Any missing, unexpected or mis-shaped key is a
+    :class:`ConfigError` naming the file and the first such keys.
+    """
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        raise ConfigError(f"model.vision.weights: {file}: not a torch state dict ({type(err).__name__})") from err
+    if not isinstance(state, dict):
+        raise ConfigError(f"model.vision.weights: {file}: holds a {type(state).__name__}, not a state dict")
+    net.fc = nn.Identity()  # its keys are the only ones allowed to be skipped
+    state = {key: value for key, value in state.items() if not key.startswith(CLASSIFIER)}
+    expected = net.state_dict()
+    problems = [
+        _named("missing", [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]),
+        _named("unexpected", [k for k in state if k not in expected]),
+        _named(
+            "mis-shaped",
+            [
+                f"{k} {tuple(state[k].shape)} for {tuple(v.shape)}"
+                for k, v in expected.items()
+                if k in state and getattr(state[k], "shape", None) != v.shape
+            ],
+        ),
+    ]
+    problems = [p for p in problems if p]
+    if problems:
+        raise ConfigError(f"model.vision.weights: {file}: not torchvision's {arch} state dict: {'; '.join(problems)}")
+    net.load_state_dict(state, strict=True)  # BatchNorm fills in an absent num_batches_tracked (older files)
+    log.info("loaded %s (%d tensors)", file, len(state))
+
+
+def _named(kind: str, keys: list[str]) -> str:
+    """``missing a, b, c (+4 more)``, or '' when there are none."""
+    if not keys:
+        return ""
+    more = f" (+{len(keys) - SHOWN_KEYS} more)" if len(keys) > SHOWN_KEYS else ""
+    return f"{kind} {', '.join(keys[:SHOWN_KEYS])}{more}"
 
 
 class VisionEncoder(nn.Module):

@@ -1,4 +1,4 @@
-"""The SOHO pre-training step: MLM + MVM on one masked forward, ITM on matched and sampled pairs.
+"""The SOHO pre-training step: MLM + MVM on one masked forward, ITM on matched pairs and negatives both ways.
 
 Each objective has a weight (``params.yaml: pretrain.objectives``); weight 0 removes it
 (and its forward work) from the step, so ablations are parameter sweeps.
@@ -117,21 +117,26 @@ def itm_pairs(
     generator: torch.Generator | None = None,
     valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """ITM logits for every matched pair and one mismatched text per image (``valid``: real grid cells).
+    """ITM logits and labels: matched pairs, each image with a mismatched text, each text with a mismatched image.
 
-    The negative is drawn by ITC similarity when ITC is trained (hard negatives, ALBEF),
-    else uniformly: before alignment there is no similarity worth sampling by.
+    ``valid`` (B, N) marks real grid cells (padding masks, paper profile); it follows the images.
+
+    As ALBEF: B positives, then up to 2B negatives (fewer where a row has no other image to
+    draw, as in a one-sample batch). The negatives are drawn by ITC similarity when ITC is
+    trained (hard negatives), else uniformly: before alignment there is no similarity worth
+    sampling by. ``similarity`` is (images, texts).
     """
     input_ids, attention = batch["input_ids"], batch["attention_mask"]
     if similarity is None:
         similarity = torch.zeros(len(input_ids), len(input_ids), device=input_ids.device)
-    negative = itm.sample_negatives(similarity, same, generator)
-    ids = torch.cat([input_ids, input_ids[negative]])
-    mask = torch.cat([attention, attention[negative]])
-    both = None if valid is None else torch.cat([valid, valid])
-    hidden = model.fuse(ids, mask, torch.cat([visual, visual]), layout, visual_valid=both)
-    labels = torch.cat([torch.ones_like(negative), torch.zeros_like(negative)])
-    return model.itm_logits(hidden, mask, both), labels
+    images, negative_texts = itm.sample_negatives(similarity, same, generator)
+    texts, negative_images = itm.sample_negatives(similarity.t(), None if same is None else same.t(), generator)
+    ids = torch.cat([input_ids, input_ids[negative_texts], input_ids[texts]])
+    mask = torch.cat([attention, attention[negative_texts], attention[texts]])
+    rows = None if valid is None else torch.cat([valid, valid[images], valid[negative_images]])
+    hidden = model.fuse(ids, mask, torch.cat([visual, visual[images], visual[negative_images]]), layout, visual_valid=rows)
+    labels = torch.cat([torch.ones_like(input_ids[:, 0]), torch.zeros_like(negative_texts), torch.zeros_like(texts)])
+    return model.itm_logits(hidden, mask, rows), labels.long()
 
 
 def scl_masks(

@@ -44,12 +44,68 @@ def test_mlm_masking_follows_bert_rules():
 def test_itm_negatives_never_the_pair_itself_and_prefer_similar():
     similarity = torch.tensor([[9.0, 8.0, -9.0], [8.0, 9.0, -9.0], [0.0, 0.0, 9.0]])
     generator = torch.Generator().manual_seed(0)
-    draws = torch.stack([itm.sample_negatives(similarity, generator=generator) for _ in range(200)])
+    draws = torch.stack([itm.sample_negatives(similarity, generator=generator)[1] for _ in range(200)])
     assert (draws != torch.arange(3)).all()
     assert (draws[:, 0] == 1).float().mean() > 0.95  # the hard negative dominates
     same = torch.tensor([[True, True, False], [True, True, False], [False, False, True]])
-    draws = torch.stack([itm.sample_negatives(similarity, same, generator) for _ in range(50)])
+    draws = torch.stack([itm.sample_negatives(similarity, same, generator)[1] for _ in range(50)])
     assert (draws[:, 0] == 2).all() and (draws[:, 1] == 2).all()
+
+
+class _RecordingModel:
+    """Stands in for SohoModel in ``itm_pairs``: records which text met which image."""
+
+    def fuse(self, ids, mask, visual, layout):
+        self.pairs = list(zip(ids[:, 0].tolist(), visual[:, 0, 0].long().tolist(), strict=True))
+        return torch.zeros(len(ids), 1, 2)
+
+    def itm_logits(self, hidden, mask):
+        return torch.zeros(len(hidden), 2)
+
+
+def _itm_batch(size: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Text i is token id i, image i a visual grid filled with i."""
+    ids = torch.arange(size)[:, None].repeat(1, 3)
+    visual = torch.arange(size, dtype=torch.float)[:, None, None].expand(size, 4, 2)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, visual
+
+
+def test_itm_draws_a_negative_text_per_image_and_a_negative_image_per_text():
+    from soho.objectives.pretraining import itm_pairs
+
+    # texts 1 and 2 are captions of one image (so images 1 and 2 are that image twice): every
+    # draw is forced, by the mask or by a similarity of 50 (softmax weight 1 - 1e-21)
+    same = torch.tensor([[False, False, False], [False, True, True], [False, True, True]])
+    similarity = torch.zeros(3, 3)  # (images, texts)
+    similarity[0, 1] = 50.0  # image 0's negative text: text 1 (not 2)
+    similarity[2, 0] = 50.0  # text 0's negative image: image 2 (not 1)
+    batch, visual = _itm_batch(3)
+    model = _RecordingModel()
+    _, labels = itm_pairs(model, batch, visual, (1, 2, 2), similarity, same, torch.Generator().manual_seed(0))
+    assert labels.tolist() == [1, 1, 1] + [0] * 6  # ALBEF: B positives, 2B negatives
+    assert model.pairs[:3] == [(0, 0), (1, 1), (2, 2)]  # (text, image)
+    assert model.pairs[3:6] == [(1, 0), (0, 1), (0, 2)]  # each image with a negative text
+    assert model.pairs[6:] == [(0, 2), (1, 0), (2, 0)]  # each text with a negative image
+
+
+def test_itm_on_a_one_sample_batch_trains_on_the_positive_alone():
+    from soho.objectives.pretraining import itm_pairs
+
+    rows, columns = itm.sample_negatives(torch.zeros(1, 1))
+    assert rows.numel() == 0 and columns.numel() == 0  # no other sample to draw: no negative
+    batch, visual = _itm_batch(1)
+    model = _RecordingModel()
+    logits, labels = itm_pairs(model, batch, visual, (1, 2, 2))
+    assert model.pairs == [(0, 0)] and labels.tolist() == [1]
+    loss, acc = itm.itm_loss(logits, labels)
+    assert torch.isfinite(loss) and acc == 0.0  # zero logits: argmax says "no match"
+
+
+def test_itm_accuracy_is_balanced_so_chance_stays_one_half():
+    labels = torch.tensor([1, 1, 0, 0, 0, 0])
+    always_no = torch.tensor([[1.0, 0.0]]).expand(6, 2)
+    assert itm.itm_loss(always_no, labels)[1] == 0.5  # plain accuracy would be 4/6
+    assert itm.itm_loss(torch.tensor([[0.0, 1.0]] * 2 + [[1.0, 0.0]] * 4), labels)[1] == 1.0
 
 
 def test_itc_perfect_alignment_beats_shuffled_and_counts_same_image_captions_as_positives():
