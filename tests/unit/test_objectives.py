@@ -55,11 +55,11 @@ def test_itm_negatives_never_the_pair_itself_and_prefer_similar():
 class _RecordingModel:
     """Stands in for SohoModel in ``itm_pairs``: records which text met which image."""
 
-    def fuse(self, ids, mask, visual, layout):
+    def fuse(self, ids, mask, visual, layout, visual_valid=None):
         self.pairs = list(zip(ids[:, 0].tolist(), visual[:, 0, 0].long().tolist(), strict=True))
         return torch.zeros(len(ids), 1, 2)
 
-    def itm_logits(self, hidden, mask):
+    def itm_logits(self, hidden, mask, visual_valid=None):
         return torch.zeros(len(hidden), 2)
 
 
