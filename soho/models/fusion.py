@@ -139,18 +139,20 @@ class CrossModalEncoder(nn.Module):
         extended = self.bert.get_extended_attention_mask(mask, mask.shape)
         return self.bert.encoder(hidden, attention_mask=extended).last_hidden_state
 
+    def summarise(self, hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """One vector per sequence before the pooler head: the [CLS] state, or the masked token mean."""
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        if mask is None:
+            return hidden.mean(1)
+        weights = mask.to(hidden.dtype)[..., None]
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
     def pool(self, hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """One vector per sequence: BERT's pooler (dense + tanh) over [CLS] or over the masked token mean.
+        """One vector per sequence: BERT's pooler (dense + tanh) over :meth:`summarise`.
 
         Why both: bert-base was trained with a [CLS] objective (NSP), but the MiniLM of
         the embedded profile is a mean-pooled sentence encoder whose [CLS] state is nearly
         constant across inputs (relative spread ~0.2%), which stalls ITM and ITC at chance.
         """
-        if self.pooling == "cls":
-            return self.bert.pooler(hidden)
-        if mask is None:
-            summary = hidden.mean(1)
-        else:
-            weights = mask.to(hidden.dtype)[..., None]
-            summary = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-        return self.bert.pooler.activation(self.bert.pooler.dense(summary))
+        return self.bert.pooler.activation(self.bert.pooler.dense(self.summarise(hidden, mask)))

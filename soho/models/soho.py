@@ -81,17 +81,25 @@ class SohoModel(nn.Module):
         layout: tuple[int, int, int] | None,
         visual_masked: torch.Tensor | None = None,
         visual_valid: torch.Tensor | None = None,
+        visual_kept: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Hidden states over [text; visual]; masked visual tokens become the learned mask embedding (SOHO).
+        """Hidden states over [text; visual].
 
-        ``visual_valid`` (B, N): the real grid cells of padded images; no token attends to the others.
+        ``visual_masked`` (B,N): those tokens become the learned mask embedding (SOHO's MVM).
+        ``visual_valid`` (B,N): the real grid cells of padded images; no token attends to the others.
+        ``visual_kept`` (B,K) indices: only those tokens enter, with the position embeddings
+        of their cells (SCL drops the others from the sequence, as MAE-style masking).
         """
         text = self.fusion.embed_text(input_ids)
         if visual is None:
             return self.fusion(text, attention_mask, None)
         if visual_masked is not None:
             visual = torch.where(visual_masked[..., None], self.mask_embedding.to(visual.dtype), visual)
-        return self.fusion(text, attention_mask, self.visual_embeddings(visual, layout, visual_valid), visual_valid)
+        embedded = self.visual_embeddings(visual, layout, visual_valid)
+        if visual_kept is not None:
+            embedded = embedded.gather(1, visual_kept[..., None].expand(-1, -1, embedded.shape[-1]))
+            visual_valid = None if visual_valid is None else visual_valid.gather(1, visual_kept)
+        return self.fusion(text, attention_mask, embedded, visual_valid)
 
     def image_embedding(
         self, visual: torch.Tensor, layout: tuple[int, int, int], visual_valid: torch.Tensor | None = None
@@ -108,16 +116,16 @@ class SohoModel(nn.Module):
         return nn.functional.normalize(self.text_proj(self.fusion.pool(hidden, attention_mask)), dim=-1)
 
     def completed_embeddings(self, hidden: torch.Tensor, text_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Global image and text features of a fused [text; visual] sequence, in the ITC spaces (SCL).
+        """Global (image, text) features of a fused [text; visual] sequence, as SCL compares them.
 
-        The visual tokens' pooled state goes through ``image_proj``, the text tokens' through
-        ``text_proj``: after fusion, each side's global feature can be compared with the
-        unimodal embedding of the complete input.
+        The official SCL takes each stream's fused [CLS] state, with no pooler or projection.
+        Text: the [CLS] state (``pooling: cls``) or the mean of the text states (``mean``,
+        whose [CLS] is uninformative). Image: the mean of the visual states, since a
+        single-stream encoder has no visual [CLS]; BertPooler there would read the top-left
+        cell. Not normalised: ``scl.scl_loss`` does that.
         """
         length = text_mask.shape[1]
-        image = self.image_proj(self.fusion.pool(hidden[:, length:]))
-        text = self.text_proj(self.fusion.pool(hidden[:, :length], text_mask))
-        return nn.functional.normalize(image, dim=-1), nn.functional.normalize(text, dim=-1)
+        return hidden[:, length:].mean(1), self.fusion.summarise(hidden[:, :length], text_mask)
 
     def pool(
         self, hidden: torch.Tensor, text_mask: torch.Tensor, visual_valid: torch.Tensor | None = None

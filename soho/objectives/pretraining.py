@@ -23,8 +23,12 @@ def pretraining_step(
     special_ids: torch.Tensor | None,
     mask_id: int,
     generator: torch.Generator | None = None,
+    gather: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Returns ``loss`` (weighted sum) plus each component's loss and accuracy (detached)."""
+    """Returns ``loss`` (weighted sum) plus each component's loss and accuracy (detached).
+
+    ``gather``: SCL's negatives come from every rank (a collective: the training forward only).
+    """
     input_ids, attention = batch["input_ids"], batch["attention_mask"]
     visual, indices, layout = model.encode_image(batch["pixels"], batch.get("pixel_mask"))
     valid = grid_mask(batch.get("pixel_mask"), layout)  # None: square images, every cell is real
@@ -61,23 +65,10 @@ def pretraining_step(
         loss, acc, similarity = itc.itc_loss(image_embed, text_embed, model.logit_scale, same)
         total = total + weights.itc * loss
         out |= {"itc_loss": loss.detach(), "itc_acc": acc}
-        if weights.scl > 0:
-            loss, parts = semantic_completion(
-                model,
-                batch,
-                visual,
-                layout,
-                image_embed,
-                text_embed,
-                same,
-                weights,
-                special_ids,
-                mask_id,
-                generator,
-                valid,
-            )
-            total = total + weights.scl * loss
-            out |= {"scl_loss": loss.detach()} | parts
+    if weights.scl > 0:
+        loss, parts = semantic_completion(model, batch, visual, layout, weights, mask_id, generator, gather, valid)
+        total = total + weights.scl * loss
+        out |= {"scl_loss": loss.detach()} | parts
     if weights.itm > 0:
         logits, labels = itm_pairs(model, batch, visual, layout, similarity, same, generator, valid)
         loss, acc = itm.itm_loss(logits, labels)
@@ -100,7 +91,9 @@ class Pretraining(nn.Module):
         self.generator: torch.Generator | None = None
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
-        out = pretraining_step(self.model, batch, self.weights, self.special_ids, self.mask_id, self.generator)
+        out = pretraining_step(
+            self.model, batch, self.weights, self.special_ids, self.mask_id, self.generator, gather=self.training
+        )
         if "vd_indices" in out and self.model.vd is not None:
             usage = VisualDictionary.usage(out.pop("vd_indices"), self.model.vd.size)
             out |= {k: torch.tensor(v) for k, v in usage.items()}
@@ -139,68 +132,39 @@ def itm_pairs(
     return model.itm_logits(hidden, mask, rows), labels.long()
 
 
-def scl_masks(
-    input_ids: torch.Tensor,
-    attention: torch.Tensor,
-    visual_shape: torch.Size,
-    ratio: float,
-    special_ids: torch.Tensor,
-    mask_id: int,
-    vocab_size: int,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """SCL's own masks: (masked input ids, (B, N) visual mask over every visual token).
-
-    Drawn apart from the MLM/MVM masks so switching SCL on or off leaves those objectives'
-    inputs as they were. For a clip, N = frames x cells: masking reaches every frame.
-    """
-    special = mlm.special_positions(input_ids, attention, special_ids)
-    masked_ids, _ = mlm.mask_tokens(input_ids, special, mask_id, vocab_size, ratio, generator)
-    visual_masked = torch.rand(visual_shape[:2], generator=generator, device=input_ids.device) < ratio
-    return masked_ids, visual_masked
-
-
 def semantic_completion(
     model: SohoModel,
     batch: dict[str, torch.Tensor],
     visual: torch.Tensor,
     layout: tuple[int, int, int],
-    image_target: torch.Tensor,
-    text_target: torch.Tensor,
-    same: torch.Tensor | None,
     weights: ObjectiveParams,
-    special_ids: torch.Tensor,
     mask_id: int,
     generator: torch.Generator | None = None,
+    gather: bool = False,
     valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """SCL in both directions: masked vision + full text, and masked text + full vision.
+    """SCL as the official ``compute_scl``: (L_vision + L_text, their parts, detached).
 
-    Returns the mean of the two losses and their parts (detached).
+    Pass 1 drops most visual tokens and keeps the text; pass 2 masks the text and keeps
+    every visual token. Each pass's masked side is scored against the other pass's complete
+    side. Its masks are drawn apart from MLM/MVM's, so switching SCL leaves those inputs as
+    they were.
     """
     input_ids, attention = batch["input_ids"], batch["attention_mask"]
-    masked_ids, visual_masked = scl_masks(
-        input_ids,
-        attention,
-        visual.shape,
-        weights.scl_mask_ratio,
-        special_ids,
-        mask_id,
-        model.fusion.config.vocab_size,
-        generator,
+    kept = scl.kept_visual_tokens(len(visual), visual.shape[1], weights.scl_vision_mask_ratio, visual.device, generator)
+    masked_ids = scl.mask_text(input_ids, attention, weights.scl_text_mask_ratio, mask_id, generator)
+    image_masked, text_full = model.completed_embeddings(
+        model.fuse(input_ids, attention, visual, layout, visual_valid=valid, visual_kept=kept), attention
     )
-    completed_image, _ = model.completed_embeddings(
-        model.fuse(input_ids, attention, visual, layout, visual_masked, valid), attention
-    )
-    _, completed_text = model.completed_embeddings(
+    image_full, text_masked = model.completed_embeddings(
         model.fuse(masked_ids, attention, visual, layout, visual_valid=valid), attention
     )
-    loss_vision, acc_vision = scl.scl_loss(completed_image, image_target, same)
-    loss_text, acc_text = scl.scl_loss(completed_text, text_target)
+    loss_vision, acc_vision = scl.scl_loss(image_masked, image_full, gather=gather)
+    loss_text, acc_text = scl.scl_loss(text_masked, text_full, gather=gather)
     parts = {
         "scl_vision_loss": loss_vision.detach(),
         "scl_text_loss": loss_text.detach(),
         "scl_vision_acc": acc_vision,
         "scl_text_acc": acc_text,
     }
-    return (loss_vision + loss_text) / 2, parts
+    return loss_vision + loss_text, parts

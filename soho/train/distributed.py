@@ -57,3 +57,41 @@ def gather_to_main(value: Any, ctx: DistContext) -> list[Any] | None:
     gathered: list[Any] | None = [None] * ctx.world_size if ctx.is_main else None
     dist.gather_object(value, gathered, dst=0)
     return gathered
+
+
+class _GatherWithLocalGradient(torch.autograd.Function):
+    """all_gather whose backward returns this rank's slice of the incoming gradient, nothing summed.
+
+    Hand-written because it is the gradient the official SCL trains with (``AllGather_multi``,
+    IIGROUP/SCL): ``torch.distributed.nn.functional.all_gather`` would also add the other
+    ranks' gradients of their losses, a different training signal.
+    """
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        # the last batch of an epoch may be short on some ranks: pad to the longest, then cut
+        rows = torch.tensor([len(tensor)], device=tensor.device)
+        counts = [torch.zeros_like(rows) for _ in range(dist.get_world_size())]
+        dist.all_gather(counts, rows)
+        sizes = [int(c) for c in counts]
+        padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))
+        padded[: len(tensor)] = tensor
+        parts = [torch.empty_like(padded) for _ in sizes]
+        dist.all_gather(parts, padded)
+        rank = dist.get_rank()
+        ctx.start, ctx.stop = sum(sizes[:rank]), sum(sizes[: rank + 1])
+        return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad[ctx.start : ctx.stop]
+
+
+def gather_batch(tensor: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows, in rank order (batch sizes may differ); the tensor itself outside a process group.
+
+    A collective: every rank must call it at the same point, so only the training forward does.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor
+    return _GatherWithLocalGradient.apply(tensor)

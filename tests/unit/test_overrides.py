@@ -193,7 +193,7 @@ def test_every_ablation_row_is_validated_when_the_parameters_load(tmp_path, monk
         f"{path}: ablations.runs.typo: 1 invalid parameter(s)\n"
         "  model.vd.sizee: Extra inputs are not permitted (got 3)\n"
         f"{path}: ablations.runs.no_itc: 1 invalid parameter(s)\n"
-        "  pretrain.objectives: Value error, scl: SCL completes towards the ITC embeddings, "
+        "  pretrain.objectives: Value error, scl: SCL is trained beside ITC as in the SCL paper, "
         "so itc must be > 0 (got itc=0.0)"
     )
     monkeypatch.setenv("SOHO_ABLATIONS__RUNS", '{"x": {"model.vd.size": -1}}')
