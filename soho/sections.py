@@ -208,6 +208,9 @@ class FinetuneParams(Section):
     eval_batch_size: int = Field(default=64, gt=0)
     video_frames: int = Field(default=4, gt=0)  # frames sampled per clip (video retrieval), <= model.vision.max_frames
     video_size: int | None = Field(default=None, ge=32)  # frame side in pixels; None: model.image_size
+    # the Visual Dictionary downstream: bypass (SOHO's SimpleVDforVQA: raw grid features) or frozen
+    # (tokens quantised as in pre-training, entries no longer moved)
+    vd: Literal["bypass", "frozen"] = "bypass"
     optim: OptimParams = OptimParams(steps=40, warmup_steps=4, checkpoint_every=20, log_every=5)
     # task -> overrides of the keys above for that task alone, e.g. {vqa: {optim: {steps: 100}}}
     tasks: dict[str, dict[str, Any]] = {}

@@ -24,6 +24,7 @@ class VisualDictionary(nn.Module):
         self.register_buffer("embedding", torch.randn(size, dim) * 0.02)
         self.register_buffer("idle_steps", torch.zeros(size, dtype=torch.long))
         self.register_buffer("initialised", torch.tensor(False))
+        self.frozen = False  # fine-tuning with a fixed dictionary (finetune.vd: frozen): no seeding, no EMA
 
     @torch.no_grad()
     def assign(self, features: torch.Tensor) -> torch.Tensor:
@@ -41,12 +42,13 @@ class VisualDictionary(nn.Module):
         padded grid cells of keep-ratio batches are not image content. None: all of them.
         """
         learn_from = features.detach() if valid is None else features.detach()[valid]
-        if self.training and not bool(self.initialised):
+        learning = self.training and not self.frozen
+        if learning and not bool(self.initialised):
             self._seed(learn_from.reshape(-1, self.dim), torch.ones(self.size, dtype=torch.bool))
             self.initialised.fill_(True)
         indices = self.assign(features)
         quantised = self.embedding[indices].to(features.dtype)
-        if self.training:
+        if learning:
             self.update(learn_from, indices if valid is None else indices[valid])
         return features + (quantised - features).detach(), indices
 

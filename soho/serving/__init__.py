@@ -46,7 +46,7 @@ def log_model(module, params, name: str = "model"):
     finetune = finetune_params(params, task)
     settings = Settings(
         task=task, text_only=module.text_only, answers=module.answers, itc_weight=module.itc_weight,
-        model=params.model, frames=finetune.video_frames, video_size=finetune.video_size,
+        vd=module.vd, model=params.model, frames=finetune.video_frames, video_size=finetune.video_size,
         batch_size=finetune.eval_batch_size,
     )  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:

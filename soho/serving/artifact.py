@@ -45,6 +45,7 @@ class Settings(BaseModel):
     text_only: bool = False
     answers: list[str] = []  # VQA's answer vocabulary, in head order
     itc_weight: float = 1.0
+    vd: Literal["bypass", "frozen"] = "bypass"  # finetune.vd the weights were trained with
     model: ModelParams
     frames: int = Field(default=4, gt=0)  # video: frames per clip
     video_size: int | None = None

@@ -51,7 +51,9 @@ class SohoPyfunc:
         model = settings.model.model_copy(update={"vision": settings.model.vision.model_copy(update={"weights": None})})
         try:
             task = get(settings.task)
-            module = TaskModel(SohoModel(model), task, settings.text_only, settings.answers, settings.itc_weight)
+            module = TaskModel(
+                SohoModel(model), task, settings.text_only, settings.answers, settings.itc_weight, settings.vd
+            )
             checkpoint.load_weights(module, folder / artifact.WEIGHTS)
         except (ConfigError, OSError, RuntimeError, ValueError, SafetensorError) as error:
             raise artifact.ModelArtifactError(f"{folder}: {str(error).splitlines()[0]}") from None

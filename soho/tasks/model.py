@@ -24,10 +24,15 @@ class TaskModel(nn.Module):
         text_only: bool = False,
         answers: list[str] | None = None,
         itc_weight: float = 1.0,
+        vd: str = "bypass",
     ):
         super().__init__()
-        self.model, self.task, self.text_only, self.itc_weight = model, task, text_only, itc_weight
-        model.quantise = False  # SOHO fine-tunes without the VD (SimpleVDforVQA): raw grid features
+        self.model, self.task, self.text_only, self.itc_weight, self.vd = model, task, text_only, itc_weight, vd
+        # bypass: SOHO fine-tunes without the VD (SimpleVDforVQA), raw grid features; frozen: the
+        # pre-trained tokens (feature + projected entry), the entries fixed
+        model.quantise = vd == "frozen"
+        if model.vd is not None:
+            model.vd.frozen = vd == "frozen"
         self.answers = list(answers or [])
         self.head = task.head(model.hidden, self.answers)
 

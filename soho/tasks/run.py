@@ -44,8 +44,10 @@ def build(params: Params, task: str, variant: str, answers: list[str] | None) ->
     model = SohoModel(params.model)
     if variant in STARTS_FROM:
         checkpoint.load_weights(model, pretrain_dir(params, STARTS_FROM[variant]) / "model.safetensors")
-    itc = finetune_params(params, task).retrieval_itc
-    return TaskModel(model, get(task), text_only=variant == "text_only", answers=answers, itc_weight=itc)
+    settings = finetune_params(params, task)
+    return TaskModel(
+        model, get(task), variant == "text_only", answers, itc_weight=settings.retrieval_itc, vd=settings.vd
+    )
 
 
 def finetune(params: Params, task: str, variant: str, ctx: DistContext, on_log=None, progress: bool = True) -> dict:

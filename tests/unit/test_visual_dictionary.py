@@ -89,6 +89,25 @@ def test_fine_tuning_bypasses_the_dictionary_and_leaves_it_unchanged():
     assert torch.equal(model.vd.embedding, entries)
 
 
+def test_fine_tuning_with_a_frozen_dictionary_quantises_and_leaves_it_unchanged():
+    """finetune.vd: frozen, the other choice: pre-training's tokens, entries fixed (no EMA, no re-seeding)."""
+    from soho.tasks import get
+    from soho.tasks.model import TaskModel
+
+    model = small_soho().train()
+    model.encode_image(torch.randn(4, 3, 64, 64))
+    entries, idle = model.vd.embedding.clone(), model.vd.idle_steps.clone()
+    task = TaskModel(model, get("snli_ve"), vd="frozen").train()
+    pixels = torch.randn(4, 3, 64, 64)
+    tokens, indices, _ = model.encode_image(pixels)
+    features, _ = model.vision(pixels)
+    assert indices is not None and not torch.equal(tokens, features)  # feature + projected entry
+    ids = torch.randint(1000, 2000, (4, 6))
+    for _ in range(3):
+        task({"pixels": pixels, "input_ids": ids, "attention_mask": torch.ones_like(ids), "label": torch.zeros(4).long()})
+    assert torch.equal(model.vd.embedding, entries) and torch.equal(model.vd.idle_steps, idle)
+
+
 def test_mvm_scores_are_cosines_with_the_current_entries():
     model = small_soho().eval()
     hidden = torch.randn(2, 5, model.hidden)
