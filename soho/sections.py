@@ -158,6 +158,10 @@ class OptimParams(Section):
     steps: int = Field(default=150, gt=0)
     batch_size: int = Field(default=32, gt=0)
     grad_accum: int = Field(default=1, gt=0)
+    # the batch of one optimiser step over every process; set, it decides grad_accum from the
+    # process count (global_batch / (batch_size x processes)), so a paper schedule does not
+    # change with the number of GPUs. None: grad_accum as given
+    global_batch: int | None = Field(default=None, gt=0)
     lr: float = Field(default=3e-4, gt=0)
     cnn_lr: float = Field(default=3e-4, gt=0)
     weight_decay: float = Field(default=0.01, ge=0)

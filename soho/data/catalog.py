@@ -13,6 +13,8 @@ from pathlib import Path
 
 from soho.data import formats
 
+VG_IMAGE_FOLDERS = ("VG_100K", "VG_100K_2")  # images.zip, images2.zip (as the archives unpack)
+
 
 @dataclass(frozen=True)
 class ShardSample:
@@ -45,7 +47,8 @@ def flickr30k(raw: Path) -> dict[str, list[ShardSample]]:
 
 
 def vg(raw: Path) -> dict[str, list[ShardSample]]:
-    return _captioned(formats.read_vg_regions(raw / "vg" / "region_descriptions.json", raw / "vg" / "VG_100K"))
+    folders = [raw / "vg" / name for name in VG_IMAGE_FOLDERS]
+    return _captioned(formats.read_vg_regions(raw / "vg" / "region_descriptions.json", folders))
 
 
 def vqa(raw: Path) -> dict[str, list[ShardSample]]:

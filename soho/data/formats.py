@@ -12,6 +12,7 @@ a data file must stay inside its data set's folder (no absolute paths, no climbi
 from __future__ import annotations
 
 import errno
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,14 +113,22 @@ def read_karpathy(path: Path, image_root: Path) -> list[CaptionedImage]:
     return records
 
 
-def read_vg_regions(path: Path, image_root: Path) -> list[CaptionedImage]:
-    """Visual Genome ``region_descriptions.json``: each image with its region phrases."""
+def read_vg_regions(path: Path, image_roots: Path | Sequence[Path]) -> list[CaptionedImage]:
+    """Visual Genome ``region_descriptions.json``: each image with its region phrases.
+
+    ``image_roots``: the image folders, in order. Why several: VG ships its 108k images in two
+    archives, ``images.zip`` (``VG_100K/``) and ``images2.zip`` (``VG_100K_2/``, about 40%);
+    an image is taken from the first folder holding it (else the first folder's path, which
+    the shard stage then counts as a missing file).
+    """
     path = Path(path)
+    roots = [Path(image_roots)] if isinstance(image_roots, str | Path) else [Path(r) for r in image_roots]
     records = []
     for where, entry in iter_entries(path, load_json(path)):
         key = "image_id" if "id" not in entry and "image_id" in entry else "id"
         image_id = id_text(require(entry, key, where), key, where)
-        image = inside(image_root, where, key, f"{image_id}.jpg")
+        candidates = [inside(root, where, key, f"{image_id}.jpg") for root in roots]
+        image = next((c for c in candidates if c.exists()), candidates[0])
         phrases = [p for p in stripped_texts(entry, "regions", "phrase", where) if p]
         if phrases:
             records.append(CaptionedImage(image_id, image, "train", phrases))

@@ -19,6 +19,7 @@ from torchvision.transforms import v2
 
 from soho.config import FinetuneParams, ModelParams, OptimParams
 from soho.data import shards
+from soho.data.shard_checks import Split
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -127,8 +128,13 @@ class LoaderSpec:
         return torch.utils.data.DataLoader(pipeline, batch_size=None, num_workers=self.num_workers)
 
 
-def caption_pipeline(spec: LoaderSpec, datasets: list[str], split: str, epoch: int = 0) -> shards.wds.WebDataset:
-    """Image-caption batches (pixels, input_ids, attention_mask, image_key) from captioned shards."""
+def caption_pipeline(
+    spec: LoaderSpec, datasets: list[str], split: str, epoch: int = 0, readers: Split = "ranks"
+) -> shards.wds.WebDataset:
+    """Image-caption batches (pixels, input_ids, attention_mask, image_key) from captioned shards.
+
+    ``readers``: how the shards are divided (:data:`soho.data.shard_checks.Split`).
+    """
     urls = [u for name in datasets for u in shards.shard_urls(spec.shards, name, split)]
     transform = spec.transform()
 
@@ -141,7 +147,7 @@ def caption_pipeline(spec: LoaderSpec, datasets: list[str], split: str, epoch: i
         }
 
     return shards.pipeline(
-        urls, to_sample, spec.batch_size, spec.collate(), shuffle=spec.shuffle, seed=spec.seed + epoch
+        urls, to_sample, spec.batch_size, spec.collate(), shuffle=spec.shuffle, seed=spec.seed + epoch, split=readers
     )
 
 

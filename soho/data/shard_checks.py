@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
 import webdataset as wds
@@ -132,23 +133,38 @@ def count_problem(split: SplitIndex, counts: dict[str, int]) -> tuple[str, str] 
     return None
 
 
+Split = Literal["ranks", "workers", "none"]
+"""Who divides a split's shards between readers.
+
+``ranks`` (training): each DDP rank, then each of its DataLoader workers, reads its own part.
+``workers``: every rank reads them all and only its workers divide them; evaluation, which one
+rank does, must see the whole split under torchrun. ``none``: this reader takes them all (the
+VQA answer vocabulary, counted in every process).
+"""
+SPLITTERS: dict[str, tuple[Callable | None, Callable | None]] = {
+    "ranks": (wds.split_by_node, wds.split_by_worker),
+    "workers": (None, wds.split_by_worker),
+    "none": (None, None),
+}
+
+
 class ShardCheck:
     """A stage after ``wds.WebDataset``: passes its samples through unchanged, checking each shard read.
 
-    ``split``: the urls are split by node and worker as :func:`soho.data.shards.pipeline` does
-    (else this reader takes them all).
+    ``splitters``: the (node, worker) splitters the reader was built with (:data:`SPLITTERS`).
     """
 
-    def __init__(self, urls: Iterable[str], split: bool = True) -> None:
+    def __init__(self, urls: Iterable[str], splitters: tuple[Callable | None, Callable | None]) -> None:
         self.urls = list(urls)
-        self.split = split
+        self.splitters = splitters
         self.splits = splits_of(self.urls)
 
     def assigned(self) -> list[str]:
         """The urls this reader (DDP rank, DataLoader worker) takes, as the WebDataset splitters pick them."""
-        if not self.split:
-            return list(self.urls)
-        return list(wds.split_by_worker(wds.split_by_node(iter(self.urls))))
+        urls: Iterable[str] = iter(self.urls)
+        for splitter in self.splitters:
+            urls = splitter(urls) if splitter is not None else urls
+        return list(urls)
 
     def finished(self, url: str, counts: dict[str, int]) -> None:
         split = self.splits.get(url)

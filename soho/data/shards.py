@@ -23,7 +23,7 @@ import webdataset as wds
 from PIL import Image
 
 from soho.data.catalog import DATASETS, ShardSample
-from soho.data.shard_checks import ShardCheck, ShardError, check_tail, raise_shard_error
+from soho.data.shard_checks import SPLITTERS, ShardCheck, ShardError, Split, check_tail, raise_shard_error
 from soho.io import atomic_entries, remove_leftovers, write_text
 
 __all__ = ["ShardError"]  # re-exported: the stage kit and the callers catch it from here
@@ -179,13 +179,12 @@ def shard_urls(shards: Path, dataset: str, split: str) -> list[str]:
     return urls
 
 
-def samples(urls: list[str], shuffle: bool = False, seed: int = 0, split: bool = True) -> wds.WebDataset:
+def samples(urls: list[str], shuffle: bool = False, seed: int = 0, split: Split = "ranks") -> wds.WebDataset:
     """The undecoded samples of ``urls``, each shard checked as it is read (:class:`ShardCheck`).
 
-    ``split``: split the shards by node (DDP rank) and DataLoader worker; else every process
-    reads them all (as the VQA answer vocabulary needs). ``shuffle``: the shards' order, seeded.
+    ``split`` (:data:`Split`): who divides the shards. ``shuffle``: the shards' order, seeded.
     """
-    splitters = (wds.split_by_node, wds.split_by_worker) if split else (None, None)
+    splitters = SPLITTERS[split]
     dataset = wds.WebDataset(
         urls,
         shardshuffle=len(urls) if shuffle else False,
@@ -196,7 +195,7 @@ def samples(urls: list[str], shuffle: bool = False, seed: int = 0, split: bool =
         handler=raise_shard_error,
         empty_check=False,
     )
-    return dataset.compose(ShardCheck(urls, split))
+    return dataset.compose(ShardCheck(urls, splitters))
 
 
 def decode_clip(key: str, data: bytes) -> Image.Image | None:
@@ -221,14 +220,15 @@ def pipeline(
     seed: int = 0,
     partial: bool = True,
     expand: bool = False,
+    split: Split = "ranks",
 ) -> wds.WebDataset:
-    """decode -> map (resize/augment/tokenise) -> batch, split by node (DDP rank) and worker.
+    """decode -> map (resize/augment/tokenise) -> batch; the shards divided as ``split`` says (:data:`Split`).
 
     Shuffling (shards, then a sample buffer) is seeded, so an epoch's order is reproducible.
     With ``expand``, ``map_sample`` returns a list (e.g. one entry per VQA question of an image).
     A damaged or short shard is a :class:`ShardError` naming it.
     """
-    dataset = samples(urls, shuffle=bool(shuffle), seed=seed)
+    dataset = samples(urls, shuffle=bool(shuffle), seed=seed, split=split)
     if shuffle:
         dataset = dataset.shuffle(shuffle, seed=seed)
     mapped = dataset.decode(decode_clip, "pil").map(map_sample)

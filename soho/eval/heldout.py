@@ -30,7 +30,7 @@ def evaluate(module: Pretraining, params: Params, tokenizer, device: torch.devic
     spec = loaders.LoaderSpec.build(
         params.paths.shards, tokenizer, params.model, params.seed, batch_size=params.pretrain.optim.batch_size
     )
-    for batch in loaders.caption_pipeline(spec, [HELDOUT_DATASET], HELDOUT_SPLIT):
+    for batch in loaders.caption_pipeline(spec, [HELDOUT_DATASET], HELDOUT_SPLIT, readers="workers"):
         batch = {k: v.to(device) for k, v in batch.items()}
         out = pretraining_step(module.model, batch, module.weights, module.special_ids, module.mask_id, generator)
         if "vd_indices" in out:
@@ -47,6 +47,6 @@ def evaluate(module: Pretraining, params: Params, tokenizer, device: torch.devic
     metrics["heldout_pairs"] = seen
     if indices and module.model.vd is not None:
         usage = VisualDictionary.usage(torch.cat([i.reshape(-1) for i in indices]), module.model.vd.size)
-        metrics |= {f"heldout_{k}": v for k, v in usage.items()}
+        metrics |= {f"heldout_{k}": float(v) for k, v in usage.items()}
     module.train()
     return metrics

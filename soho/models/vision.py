@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from torchvision.models import resnet
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
+from soho.models import starting_weights
 from soho.overrides import ConfigError
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ def build_resnet(arch: str, layers: list[int] | None, weights: Path | None) -> t
     else:
         raise ValueError(f"model.vision.arch: unknown {arch!r} (use 'resnet' or one of {sorted(NAMED)})")
     if weights is not None:
+        if not Path(weights).is_file():
+            raise starting_weights.missing("model.vision.weights", Path(weights), "does not exist")
         load_resnet_weights(net, Path(weights), arch)
     block = net.layer4[-1]
     channels = block.conv3.out_channels if isinstance(block, Bottleneck) else block.conv2.out_channels

@@ -14,6 +14,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from soho.train.distributed import all_gather_rows
+
 
 class VisualDictionary(nn.Module):
     def __init__(self, size: int, dim: int, momentum: float = 0.99, dead_after: int = 100):
@@ -74,9 +76,7 @@ class VisualDictionary(nn.Module):
     def _seed(self, flat: torch.Tensor, which: torch.Tensor) -> None:
         """Re-initialise the selected entries from random features (the same on every rank)."""
         if dist.is_available() and dist.is_initialized():
-            gathered = [torch.empty_like(flat) for _ in range(dist.get_world_size())]
-            dist.all_gather(gathered, flat.contiguous())
-            flat = torch.cat(gathered)
+            flat, _ = all_gather_rows(flat)  # ranks hold different counts of features
         generator = torch.Generator(device="cpu").manual_seed(int(self.idle_steps.sum()) + flat.shape[0])
         picks = torch.randint(0, flat.shape[0], (int(which.sum()),), generator=generator).to(flat.device)
         noise = torch.randn(int(which.sum()), self.dim, generator=generator).to(flat.device)
@@ -84,9 +84,9 @@ class VisualDictionary(nn.Module):
         self.idle_steps[which] = 0
 
     @staticmethod
-    def usage(indices: torch.Tensor, size: int) -> dict[str, float]:
-        """Perplexity of the assignment distribution and the fraction of entries used."""
+    def usage(indices: torch.Tensor, size: int) -> dict[str, torch.Tensor]:
+        """Perplexity of the assignment distribution and the fraction of entries used (0-dim, on ``indices``' device)."""
         counts = torch.bincount(indices.reshape(-1), minlength=size).float()
         probs = counts / counts.sum().clamp(min=1)
         entropy = -(probs[probs > 0] * probs[probs > 0].log()).sum()
-        return {"vd_perplexity": float(entropy.exp()), "vd_used_fraction": float((counts > 0).float().mean())}
+        return {"vd_perplexity": entropy.exp(), "vd_used_fraction": (counts > 0).float().mean()}

@@ -95,8 +95,7 @@ class Pretraining(nn.Module):
             self.model, batch, self.weights, self.special_ids, self.mask_id, self.generator, gather=self.training
         )
         if "vd_indices" in out and self.model.vd is not None:
-            usage = VisualDictionary.usage(out.pop("vd_indices"), self.model.vd.size)
-            out |= {k: torch.tensor(v) for k, v in usage.items()}
+            out |= VisualDictionary.usage(out.pop("vd_indices"), self.model.vd.size)  # on the model's device
         return out
 
 

@@ -20,6 +20,7 @@ from torch import nn
 from soho.config import FinetuneParams
 from soho.data import shards
 from soho.data.loaders import LoaderSpec
+from soho.data.shard_checks import Split
 
 if TYPE_CHECKING:
     from soho.tasks.model import TaskModel
@@ -33,6 +34,7 @@ class Scoring:
     classes: list[str] | None
     finetune: FinetuneParams
     rngs: dict[str, random.Random]
+    device: torch.device = torch.device("cpu")  # where the models are; the batches move there
 
 
 class Task:
@@ -64,8 +66,14 @@ class Task:
         """The examples of one decoded shard sample, its images through ``transform``."""
         raise NotImplementedError
 
-    def pipeline(self, split: str, spec: LoaderSpec, classes: list[str] | None = None, epoch: int = 0):
-        """Batches of ``split``: training batches carry targets, evaluation ones ids too."""
+    def pipeline(
+        self, split: str, spec: LoaderSpec, classes: list[str] | None = None, epoch: int = 0, readers: Split = "ranks"
+    ):
+        """Batches of ``split``: training batches carry targets, evaluation ones ids too.
+
+        ``readers``: how the shards are divided (:data:`soho.data.shard_checks.Split`): ``ranks`` to
+        train under DDP; scoring reads with ``workers``, so one rank sees the whole split.
+        """
         urls = shards.shard_urls(spec.shards, self.dataset, split)
         collate = spec.collate()
 
@@ -78,7 +86,14 @@ class Task:
 
         to_samples = self.to_samples(spec, classes, epoch)
         return shards.pipeline(
-            urls, to_samples, spec.batch_size, collate_keys, shuffle=spec.shuffle, seed=spec.seed + epoch, expand=True
+            urls,
+            to_samples,
+            spec.batch_size,
+            collate_keys,
+            shuffle=spec.shuffle,
+            seed=spec.seed + epoch,
+            expand=True,
+            split=readers,
         )
 
     def head(self, hidden: int, classes: list[str]) -> nn.Module | None:

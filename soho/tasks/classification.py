@@ -10,6 +10,8 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, ClassVar
 
+import torch
+
 from soho.data.loaders import LoaderSpec
 from soho.tasks.base import Scoring, Task
 
@@ -50,9 +52,10 @@ class ClassificationTask(Task):
         predictions: dict[str, list] = {name: [] for name in modules}
         targets: dict[str, list] = {}
         spec, classes = scoring.spec, scoring.classes
-        for batch in self.pipeline(split, spec, classes):
+        for batch in self.pipeline(split, spec, classes, readers="workers"):
+            moved = {k: v.to(scoring.device) if torch.is_tensor(v) else v for k, v in batch.items()}
             for name, module in modules.items():
-                guess = module.predict(batch) if module is not None else self.chance(batch, classes, scoring.rngs[name])
+                guess = module.predict(moved) if module is not None else self.chance(batch, classes, scoring.rngs[name])
                 predictions[name] += guess
             for key, values in self.targets(batch).items():
                 targets.setdefault(key, []).extend(values)

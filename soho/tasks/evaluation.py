@@ -11,6 +11,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import torch
+
 from soho.config import FinetuneParams, Params
 from soho.data.loaders import LoaderSpec
 from soho.models.fusion import load_tokenizer
@@ -33,6 +35,13 @@ def evaluation_spec(params: Params, settings: FinetuneParams, tokenizer) -> Load
     )
 
 
+def evaluation_device() -> torch.device:
+    """The GPU when there is one (under torchrun, this rank's), else the CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", torch.cuda.current_device())
+
+
 def evaluate(params: Params, task: str, variants: dict[str, TaskModel | None]) -> dict[str, dict]:
     """{variant: {split: metrics}} for the given fine-tuned modules (``None``: chance) on ``task``."""
     definition, settings = get(task), finetune_params(params, task)
@@ -40,7 +49,9 @@ def evaluate(params: Params, task: str, variants: dict[str, TaskModel | None]) -
     classes = definition.classes(Path(params.paths.shards), settings)
     rngs = {name: random.Random(params.seed) for name, module in variants.items() if module is None}
     results: dict[str, dict] = {name: {} for name in variants}
-    scoring = Scoring(spec, classes, settings, rngs)
+    device = evaluation_device()
+    variants = {name: None if module is None else module.to(device) for name, module in variants.items()}
+    scoring = Scoring(spec, classes, settings, rngs, device)
     for split in definition.eval_splits:
         for name, report in definition.evaluate_split(variants, split, scoring).items():
             results[name][split] = report

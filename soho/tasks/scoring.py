@@ -42,5 +42,5 @@ def score_task(params: Params, task: str, pipeline_id: str) -> dict[str, dict]:
         write_text(submission, json.dumps(get(task).submission(submissions)))
         tracking.log_artifact(mlflow, submission)
         if "pretrained" in modules:
-            serving.log_model(modules["pretrained"], params, name="model")
+            serving.log_model(modules["pretrained"].cpu(), params, name="model")  # the served model runs on the CPU
     return report

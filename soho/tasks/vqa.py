@@ -33,7 +33,7 @@ def split_questions(shards_root: Path, split: str) -> Iterator[list[dict]]:
     Through the checked reader (:func:`shards.samples`), so a short or damaged shard is one
     ``ShardError`` line naming it.
     """
-    for sample in shards.samples(shards.shard_urls(shards_root, "vqa", split), split=False).decode():
+    for sample in shards.samples(shards.shard_urls(shards_root, "vqa", split), split="none").decode():
         yield sample["json"]["questions"]
 
 

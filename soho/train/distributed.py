@@ -40,11 +40,33 @@ def init_from_env(prefer_cuda: bool = True) -> DistContext:
 
 
 def mean_across(value: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """The mean of ``value`` over the ranks, on ``ctx.device``.
+
+    Why the move: NCCL reduces only CUDA tensors, and a logged scalar may have been made on
+    the CPU (a count, a perplexity); gloo takes either, so a CPU-only test would not notice.
+    """
     if ctx.enabled:
-        value = value.detach().clone()
+        value = value.detach().to(ctx.device, copy=True)
         dist.all_reduce(value)
         value /= ctx.world_size
     return value
+
+
+def all_gather_rows(tensor: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """Every rank's rows of ``tensor`` in rank order, and each rank's row count; no gradient.
+
+    Why padded: ``all_gather`` needs one shape on every rank, while row counts differ (a short
+    last batch, keep-ratio padding cells left out). A collective: every rank calls it at the same point.
+    """
+    rows = torch.tensor([len(tensor)], device=tensor.device)
+    counts = [torch.zeros_like(rows) for _ in range(dist.get_world_size())]
+    dist.all_gather(counts, rows)
+    sizes = [int(c) for c in counts]
+    padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))  # (max rows, ...)
+    padded[: len(tensor)] = tensor
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded.contiguous())
+    return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)]), sizes
 
 
 def gather_to_main(value: Any, ctx: DistContext) -> list[Any] | None:
@@ -69,18 +91,10 @@ class _GatherWithLocalGradient(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
-        # the last batch of an epoch may be short on some ranks: pad to the longest, then cut
-        rows = torch.tensor([len(tensor)], device=tensor.device)
-        counts = [torch.zeros_like(rows) for _ in range(dist.get_world_size())]
-        dist.all_gather(counts, rows)
-        sizes = [int(c) for c in counts]
-        padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))
-        padded[: len(tensor)] = tensor
-        parts = [torch.empty_like(padded) for _ in sizes]
-        dist.all_gather(parts, padded)
+        gathered, sizes = all_gather_rows(tensor.detach())  # the last batch may be short on some ranks
         rank = dist.get_rank()
         ctx.start, ctx.stop = sum(sizes[:rank]), sum(sizes[: rank + 1])
-        return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])
+        return gathered
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from soho.config import OptimParams
+from soho.overrides import ConfigError
 from soho.train import checkpoint
 from soho.train.distributed import DistContext, gather_to_main, mean_across
 
@@ -123,6 +124,19 @@ def lr_factor(cfg: OptimParams) -> Callable[[int], float]:
     return warmup_linear(cfg.warmup_steps, cfg.steps)
 
 
+def accumulation(cfg: OptimParams, world_size: int) -> int:
+    """Micro-batches per optimiser step: ``grad_accum``, or what ``global_batch`` needs on ``world_size`` processes."""
+    if cfg.global_batch is None:
+        return cfg.grad_accum
+    per_step = cfg.batch_size * world_size
+    if cfg.global_batch % per_step:
+        raise ConfigError(
+            f"optim.global_batch: {cfg.global_batch} is not a multiple of batch_size x processes "
+            f"({cfg.batch_size} x {world_size} = {per_step}); change batch_size or the process count"
+        )
+    return cfg.global_batch // per_step
+
+
 class Trainer:
     """Runs ``module(batch) -> {"loss": ..., metrics...}`` for ``cfg.steps`` optimiser steps.
 
@@ -145,17 +159,25 @@ class Trainer:
         self.cfg, self.seed, self.ctx, self.on_log, self.progress = cfg, seed, ctx, on_log, progress
         self.keep_checkpoints = keep_checkpoints
         self.module = module.to(ctx.device)
-        self.model = (
-            DistributedDataParallel(self.module, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
-            if ctx.enabled
-            else self.module
-        )
+        self.model = self._distributed(self.module) if ctx.enabled else self.module
+        self.grad_accum = accumulation(cfg, ctx.world_size)
         self.optimizer = build_optimizer(groups, cfg)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(cfg))
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self._epoch_rng: dict | None = None  # the RNG states as this epoch's iterator was made
         self._rng_on_resume: dict | None = None  # restored once the resumed epoch's iterator exists
+
+    def _distributed(self, module: nn.Module) -> DistributedDataParallel:
+        """DDP that tolerates parameters a step leaves unused.
+
+        Why: one model serves every objective and task, so each run leaves some of it idle
+        (the ITC projections with ITC off, the MVM and MLM heads in fine-tuning, the ITM head in
+        VQA). Without ``find_unused_parameters`` DDP waits for their gradients and the next step
+        fails; the cost is one walk of the autograd graph per step.
+        """
+        device_ids = [self.ctx.device] if self.ctx.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=device_ids, find_unused_parameters=True)
 
     def _autocast(self):
         if self.cfg.amp and self.ctx.device.type == "cuda":
@@ -250,16 +272,17 @@ class Trainer:
         micro, started = 0, self.step
         while self.step < cfg.steps:
             iterator = self._epoch_iterator(batches)
-            exhausted = True
+            exhausted, empty = True, self.batch_in_epoch == 0  # a resumed epoch may have nothing left
             for batch in iterator:
+                empty = False
                 batch = {k: v.to(self.ctx.device) if torch.is_tensor(v) else v for k, v in batch.items()}
                 micro += 1
                 self.batch_in_epoch += 1
-                boundary = micro % cfg.grad_accum == 0
+                boundary = micro % self.grad_accum == 0
                 sync = contextlib.nullcontext() if boundary or not self.ctx.enabled else self.model.no_sync()
                 with sync, self._autocast():
                     out = self.model(batch)
-                    (out["loss"] / cfg.grad_accum).backward()
+                    (out["loss"] / self.grad_accum).backward()
                 window_samples += len(next(v for v in batch.values() if torch.is_tensor(v))) * self.ctx.world_size
                 if not boundary:
                     continue
@@ -280,6 +303,11 @@ class Trainer:
                     break
             if stop_after is not None and self.step - started >= stop_after:
                 break
+            if exhausted and empty:
+                raise ValueError(
+                    f"rank {self.ctx.rank}: epoch {self.epoch} gave no batch at step {self.step}; a split needs at "
+                    "least one shard per process and DataLoader worker (fewer workers, or smaller shards)"
+                )
             if exhausted:
                 self.epoch += 1
                 self.batch_in_epoch = 0

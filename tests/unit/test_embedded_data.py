@@ -4,7 +4,7 @@ from collections import Counter
 from pathlib import Path
 
 from soho.data import formats
-from soho.data.catalog import DATASETS
+from soho.data.catalog import DATASETS, VG_IMAGE_FOLDERS
 from soho.data.embedded import datasets, task_sets
 
 from ..conftest import tiny_data
@@ -43,7 +43,11 @@ def test_every_format_is_written_and_sized_by_params(tiny_raw):
         tiny_raw / "flickr30k" / "dataset_flickr30k.json", tiny_raw / "flickr30k" / "flickr30k-images"
     )
     assert len(flickr) == 12 and all(r.path.exists() for r in flickr)
-    assert len(formats.read_vg_regions(tiny_raw / "vg" / "region_descriptions.json", tiny_raw / "vg" / "VG_100K")) == 5
+    vg = formats.read_vg_regions(
+        tiny_raw / "vg" / "region_descriptions.json", [tiny_raw / "vg" / f for f in VG_IMAGE_FOLDERS]
+    )
+    assert len(vg) == 5 and all(r.path.exists() for r in vg)
+    assert {r.path.parent.name for r in vg} == set(VG_IMAGE_FOLDERS)  # both archives' folders, as the real VG
     for split, name in task_sets.NLVR2_SPLIT.items():
         rows = formats.read_nlvr2(tiny_raw / "nlvr2" / f"{name}.json", tiny_raw / "nlvr2" / "images" / name)
         assert len(rows) == getattr(cfg.nlvr2, split)

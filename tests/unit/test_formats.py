@@ -399,3 +399,16 @@ def test_the_checked_readers_still_read_good_records(tmp_path):
     assert nlvr2(tmp_path)()[0].left == tmp_path / "images" / "3" / "dev-1-0-img0.png"
     assert snli_ve(tmp_path)()[0].path == tmp_path / "flickr" / "1.jpg"
     assert msrvtt(tmp_path)()[0].captions == ["a car"]
+
+
+def test_visual_genome_images_come_from_both_archives_folders(tmp_path):
+    """images.zip unpacks to VG_100K/, images2.zip to VG_100K_2/ (issue 16 g): both are read."""
+    path = tmp_path / "region_descriptions.json"
+    phrase = {"region_id": 1, "width": 5, "height": 5, "image_id": 0, "phrase": "a red ball", "x": 0, "y": 0}
+    path.write_text(json.dumps([{"regions": [phrase | {"image_id": i}], "id": i} for i in (1, 2, 3)]))
+    folders = [tmp_path / "VG_100K", tmp_path / "VG_100K_2"]
+    for folder, image in zip(folders, (1, 2), strict=True):
+        folder.mkdir()
+        (folder / f"{image}.jpg").write_bytes(b"jpeg")
+    paths = [record.path for record in formats.read_vg_regions(path, folders)]
+    assert paths == [folders[0] / "1.jpg", folders[1] / "2.jpg", folders[0] / "3.jpg"]  # 3: missing, counted bad later

@@ -75,3 +75,21 @@ def test_rerank_scores_the_itc_top_k_with_itm_and_ranks_them_first(soho, frames)
         visual, _, layout = soho.encode_image(pixels)
         itc = soho.text_embedding(data["input_ids"], data["attention_mask"]) @ soho.image_embedding(visual, layout).t()
     assert torch.equal(rescored.gather(1, itc.topk(2, dim=1).indices), torch.ones(4, 2, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("rerank_k", [0, 2])
+def test_images_encoded_in_chunks_score_as_all_at_once(soho, rerank_k):
+    """Issue 16 (f): 5,000 test images cannot go through the CNN in one call; chunked must equal whole."""
+    model = TaskModel(soho, get("retrieval_coco")).eval()
+    data = batch(size=6)
+    pixels = torch.randn(5, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    calls = []
+    encode = soho.encode_image
+    soho.encode_image = lambda images, mask=None: calls.append(len(images)) or encode(images, mask)
+    try:
+        whole = match_matrix(model, pixels, data["input_ids"], data["attention_mask"], chunk=64, rerank_k=rerank_k)
+        chunked = match_matrix(model, pixels, data["input_ids"], data["attention_mask"], chunk=2, rerank_k=rerank_k)
+    finally:
+        del soho.encode_image
+    assert calls == [5, 2, 2, 1]
+    assert torch.allclose(whole, chunked, atol=1e-5)

@@ -155,3 +155,17 @@ def test_a_code_change_changes_the_fingerprint_a_finished_run_is_kept_under(tmp_
     edited = code_digest(("models", "loaders.py"), tmp_path)
     (tmp_path / "models" / "b.py").write_text("")
     assert len({before, edited, code_digest(("models", "loaders.py"), tmp_path)}) == 3
+
+
+def test_a_stated_global_batch_sets_the_accumulation_from_the_process_count():
+    """Issue 16 (2): the paper's global batch holds on 1 GPU or 8; one that does not divide is a one-line error."""
+    from soho.overrides import ConfigError
+    from soho.train.loop import accumulation
+
+    cfg = OptimParams(batch_size=32, grad_accum=3, global_batch=512)
+    assert [accumulation(cfg, world) for world in (1, 2, 8, 16)] == [16, 8, 2, 1]
+    assert accumulation(OptimParams(batch_size=32, grad_accum=3), 8) == 3  # no global batch: as given
+    with pytest.raises(
+        ConfigError, match=r"optim.global_batch: 512 is not a multiple of batch_size x processes \(32 x 3 = 96\)"
+    ):
+        accumulation(cfg, 3)

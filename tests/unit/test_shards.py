@@ -211,10 +211,10 @@ def test_the_vqa_readers_check_every_shard_count_too(copied):
 
 def test_samples_of_every_shard_are_counted_in_every_process(copied):
     urls = shards.shard_urls(copied, "vqa", "val2014")
-    assert len(list(shards.samples(urls, split=False))) == 8  # 5 + 3
+    assert len(list(shards.samples(urls, split="none"))) == 8  # 5 + 3
     cut_after(copied / "vqa" / "val2014-000001.tar", 1, zeros=True)
     with pytest.raises(shards.ShardError, match=r"val2014-000001\.tar: holds 1 samples, where 3 are left for the last"):
-        list(shards.samples(urls, split=False))
+        list(shards.samples(urls, split="none"))
 
 
 def rename_coco_image(raw, old: str, new: str) -> None:
@@ -293,3 +293,18 @@ def test_staging_a_killed_run_left_is_removed_at_the_next_run(tiny_raw, tmp_path
     (out / ".keep").write_text("not a staging folder")
     shards.write_all(["coco", "nlvr2"], tiny_raw, out, 5, 0.0)
     assert sorted(p.name for p in out.iterdir()) == [".keep", "coco", "nlvr2", "stats.json"]
+
+
+# Issue 16 (d): under torchrun a training reader takes its rank's shards, an evaluation reader all of them.
+
+
+def test_rank_two_of_two_reads_its_shards_for_training_and_every_shard_for_evaluation(tiny_raw, tmp_path, monkeypatch):
+    shards.write_all(["coco"], tiny_raw, tmp_path / "shards", 4, 0.0)  # train: 4 + 4 + 4
+    urls = shards.shard_urls(tmp_path / "shards", "coco", "train")
+    everything = read_keys(urls)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what webdataset's splitters read under torchrun
+    own = [k for b in shards.pipeline(urls, to_tensor, 2, collate) for k in b["key"]]
+    assert own == everything[4:8]  # the second of three shards
+    for readers in ("workers", "none"):
+        assert [k for b in shards.pipeline(urls, to_tensor, 2, collate, split=readers) for k in b["key"]] == everything

@@ -55,3 +55,21 @@ def test_a_file_that_is_not_a_state_dict_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match=r"^model\.vision\.weights: .*notes\.pt: not a torch state dict") as caught:
         build_resnet("resnet", LAYERS, file)
     assert "\n" not in str(caught.value)
+
+
+def test_a_missing_starting_weight_is_one_line_naming_the_key_and_the_command_that_fetches_it(tmp_path):
+    """Issue 16 (6): the paper profile's weights live in weights/; one not there says how to get it."""
+    from soho.models.fusion import resolve_text_model
+    from soho.models.vision import build_resnet
+
+    with pytest.raises(ConfigError) as bert:
+        resolve_text_model(str(tmp_path / "weights" / "bert-base-uncased"))
+    message = str(bert.value)
+    assert message.startswith(f"model.text.init: {tmp_path}/weights/bert-base-uncased has no config.json")
+    assert "huggingface-cli download google-bert/bert-base-uncased --revision 86b5e093" in message
+    assert "\n" not in message
+    with pytest.raises(ConfigError) as resnet:
+        build_resnet("resnet101", None, tmp_path / "weights" / "resnet101-imagenet.pth")
+    message = str(resnet.value)
+    assert message.startswith(f"model.vision.weights: {tmp_path}/weights/resnet101-imagenet.pth does not exist")
+    assert "https://download.pytorch.org/models/resnet101-63fe2227.pth" in message and "\n" not in message

@@ -13,6 +13,7 @@ from pathlib import Path
 from PIL import Image
 
 from soho.config import SplitSizes, SyntheticData
+from soho.data.catalog import VG_IMAGE_FOLDERS
 from soho.data.embedded import scenes
 from soho.data.embedded.writing import SPLITS, dump_json, jpeg_bytes, sub_rng, write_bytes
 
@@ -74,13 +75,17 @@ def write_flickr30k(root: Path, cfg: SyntheticData, seed: int) -> dict[str, tupl
 
 
 def write_visual_genome(root: Path, cfg: SyntheticData, seed: int) -> None:
-    """Visual Genome images + ``region_descriptions.json`` (one region per shape)."""
+    """Visual Genome images + ``region_descriptions.json`` (one region per shape).
+
+    Two images in five go to ``VG_100K_2/``, as about 40% of the real ones come in ``images2.zip``.
+    """
     rng = sub_rng(seed, "vg")
     entries, region_id = [], 1
     side = cfg.image_size
     for image_id in range(1, cfg.vg_images + 1):
         scene = scenes.sample_scene(rng, cfg.max_objects)
-        write_bytes(root / "vg" / "VG_100K" / f"{image_id}.jpg", jpeg_bytes(scenes.render(scene, side, rng)))
+        folder = VG_IMAGE_FOLDERS[int(image_id % 5 < 2)]
+        write_bytes(root / "vg" / folder / f"{image_id}.jpg", jpeg_bytes(scenes.render(scene, side, rng)))
         regions = []
         for thing in scene.things:
             extent = int(scenes.SIZES[thing.size] * side * 1.6)
