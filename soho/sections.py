@@ -50,6 +50,9 @@ class SyntheticData(Section):
     msrvtt: SplitSizes = SplitSizes(train=200, val=40, test=60)
     clip_frames: int = Field(default=8, gt=0)
     clip_size: int = Field(default=64, ge=16, le=512)
+    # gif, or H.264 mp4 as the real MSR-VTT (decoded by PyAV). The embedded run's bands were made
+    # with gif clips: switching changes its numbers (new reference runs, issue 13)
+    clip_format: Literal["gif", "mp4"] = "gif"
 
 
 class Download(Section):
@@ -215,6 +218,9 @@ class FinetuneParams(Section):
     # the Visual Dictionary downstream: bypass (SOHO's SimpleVDforVQA: raw grid features) or frozen
     # (tokens quantised as in pre-training, entries no longer moved)
     vd: Literal["bypass", "frozen"] = "bypass"
+    # MSR-VTT: the official 6,513 / 2,990 train / test split, or JSFusion's 1k-A (9,000 / 1,000 with
+    # one caption each), which SCL reports; 1k-A needs the public archive's split lists (README)
+    msrvtt_split: Literal["official", "1k-A"] = "official"
     optim: OptimParams = OptimParams(steps=40, warmup_steps=4, checkpoint_every=20, log_every=5)
     # task -> overrides of the keys above for that task alone, e.g. {vqa: {optim: {steps: 100}}}
     tasks: dict[str, dict[str, Any]] = {}

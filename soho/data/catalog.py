@@ -14,6 +14,8 @@ from pathlib import Path
 from soho.data import formats
 
 VG_IMAGE_FOLDERS = ("VG_100K", "VG_100K_2")  # images.zip, images2.zip (as the archives unpack)
+# MSRVTT.zip's split lists: frozen-in-time and SCL read the first copy, fitclip the second
+MSRVTT_LIST_FOLDERS = ("high-quality/structured-symlinks", "structured-symlinks")
 
 
 @dataclass(frozen=True)
@@ -114,10 +116,26 @@ def snli_ve(raw: Path) -> dict[str, list[ShardSample]]:
     return splits
 
 
-def msrvtt(raw: Path) -> dict[str, list[ShardSample]]:
+def msrvtt_videos(raw: Path) -> list[formats.Video]:
+    """The public archive's layout (``msrvtt/MSRVTT/``: both splits) when it is there, else ``MSRVTT_data.json``.
+
+    Why two: Frozen-in-Time's ``MSRVTT.zip`` (the archive SCL and most video-text work use) holds
+    ``MSR_VTT.json`` and split lists, while the original release (and the embedded generator) has
+    ``MSRVTT_data.json`` with a split per video.
+    """
     root = raw / "msrvtt"
+    archive = root / "MSRVTT"
+    if (archive / "annotation" / "MSR_VTT.json").exists():
+        lists = next((p for p in MSRVTT_LIST_FOLDERS if (archive / p).is_dir()), MSRVTT_LIST_FOLDERS[0])
+        return formats.read_msrvtt_archive(
+            archive / "annotation" / "MSR_VTT.json", archive / lists, archive / "videos" / "all"
+        )
+    return formats.read_msrvtt(root / "MSRVTT_data.json", root / "videos" / "all")
+
+
+def msrvtt(raw: Path) -> dict[str, list[ShardSample]]:
     splits: dict[str, list[ShardSample]] = {}
-    for v in formats.read_msrvtt(root / "MSRVTT_data.json", root / "videos" / "all"):
+    for v in msrvtt_videos(raw):
         sample = ShardSample(
             v.video_id, {v.path.suffix.lstrip("."): v.path}, {"video_id": v.video_id, "captions": v.captions}
         )

@@ -12,6 +12,7 @@ a data file must stay inside its data set's folder (no absolute paths, no climbi
 from __future__ import annotations
 
 import errno
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,7 +129,7 @@ def read_vg_regions(path: Path, image_roots: Path | Sequence[Path]) -> list[Capt
         key = "image_id" if "id" not in entry and "image_id" in entry else "id"
         image_id = id_text(require(entry, key, where), key, where)
         candidates = [inside(root, where, key, f"{image_id}.jpg") for root in roots]
-        image = next((c for c in candidates if c.exists()), candidates[0])
+        image = next((c for c in candidates if exists(c, where, key, image_id)), candidates[0])
         phrases = [p for p in stripped_texts(entry, "regions", "phrase", where) if p]
         if phrases:
             records.append(CaptionedImage(image_id, image, "train", phrases))
@@ -247,6 +248,93 @@ def read_msrvtt(path: Path, video_root: Path) -> list[Video]:
     return records
 
 
+# The public archive (Frozen-in-Time's MSRVTT.zip): split lists beside the videos, one id per line.
+# "full": the official 6,513 / 497 / 2,990 split; "jsfusion": the 1k-A split (9,000 training videos,
+# 1,000 test videos with one caption each, chosen by jsfusion_val_caption_idx.pkl), as SCL reports.
+MSRVTT_SPLIT_LISTS = {
+    "train": "train_list_full.txt",
+    "validate": "val_list_full.txt",
+    "test": "test_list_full.txt",
+    "train_9k": "train_list_jsfusion.txt",
+    "test_1k": "val_list_jsfusion.txt",
+}
+MSRVTT_1K_CAPTIONS = "jsfusion_val_caption_idx.pkl"
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    """Unpickles built-in data (dicts, str, int) only: a pickle that names a class or function is refused."""
+
+    def find_class(self, module: str, name: str):
+        raise FormatError(f"refusing to unpickle {module}.{name}: only plain data is expected")
+
+
+def read_caption_choice(path: Path) -> dict[str, int]:
+    """``jsfusion_val_caption_idx.pkl``: {video id: index of its 1k-A caption among its captions, in file order}."""
+    try:
+        with open(path, "rb") as file:
+            data = _PlainDataUnpickler(file).load()
+    except (pickle.UnpicklingError, EOFError, ValueError) as err:
+        raise FormatError(f"{path}: not a readable pickle ({err})") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and type(v) is int for k, v in data.items()):
+        raise FormatError(f"{path}: expected a dict of video id -> caption index")
+    return data
+
+
+def read_msrvtt_archive(annotation: Path, lists: Path, video_root: Path) -> list[Video]:
+    """MSR-VTT as its public archive unpacks: ``annotation/MSR_VTT.json`` (``annotations``: image_id, caption),
+    the split lists in ``lists`` and ``videos/all/<id>.mp4``.
+
+    Each video is a record per split list holding it (a 1k-A test video is also an official
+    test video); a ``test_1k`` video keeps only the caption the 1k-A protocol queries with.
+    """
+    annotation = Path(annotation)
+    captions: dict[str, list[str]] = {}
+    for where, entry in iter_entries(annotation, load_json(annotation), "annotations"):
+        video_id = require_text(entry, "image_id", where, empty=False)
+        captions.setdefault(video_id, []).append(require_text(entry, "caption", where))
+    choice = (
+        read_caption_choice(Path(lists) / MSRVTT_1K_CAPTIONS) if (Path(lists) / MSRVTT_1K_CAPTIONS).exists() else None
+    )
+    records = []
+    for split, name in MSRVTT_SPLIT_LISTS.items():
+        listing = Path(lists) / name
+        if not listing.exists():
+            continue
+        for line_number, line in enumerate(listing.read_text().splitlines(), 1):
+            video_id, where = line.strip(), f"{listing}:{line_number}"
+            if not video_id:
+                continue
+            inside(video_root, where, "video_id", video_id)
+            if video_id not in captions:
+                raise FormatError(f"{where}: video {shown(video_id)} has no caption in {annotation}")
+            texts = captions[video_id]
+            if split == "test_1k":
+                if choice is None or video_id not in choice:
+                    raise FormatError(
+                        f"{where}: video {shown(video_id)} has no 1k-A caption in {lists / MSRVTT_1K_CAPTIONS}"
+                    )
+                if not 0 <= choice[video_id] < len(texts):
+                    raise FormatError(
+                        f"{lists / MSRVTT_1K_CAPTIONS}: caption {choice[video_id]} of {shown(video_id)}, "
+                        f"which has {len(texts)} in {annotation}"
+                    )
+                texts = [texts[choice[video_id]]]
+            records.append(Video(video_id, find_video(Path(video_root), video_id, where), split, list(texts)))
+    if not records:
+        raise FormatError(f"{lists}: none of the split lists {sorted(MSRVTT_SPLIT_LISTS.values())} is there")
+    return records
+
+
+def exists(path: Path, where: str, key: str, value: str) -> bool:
+    """Whether ``path`` exists; a name too long for the file system is an error on field ``key`` of ``where``."""
+    try:
+        return path.exists()
+    except OSError as err:
+        if err.errno != errno.ENAMETOOLONG:
+            raise
+        raise FormatError(f"{where}: field {key!r} is too long for a file name (got {shown(value)})") from None
+
+
 def find_video(root: Path, video_id: str, where: str) -> Path:
     """The clip file of ``video_id`` under ``root``, whatever its container (``.mp4`` if none exists).
 
@@ -255,14 +343,6 @@ def find_video(root: Path, video_id: str, where: str) -> Path:
     """
     for extension in VIDEO_EXTENSIONS:
         candidate = root / f"{video_id}{extension}"
-        try:
-            found = candidate.exists()
-        except OSError as err:
-            if err.errno != errno.ENAMETOOLONG:
-                raise
-            raise FormatError(
-                f"{where}: field 'video_id' is too long for a file name (got {shown(video_id)})"
-            ) from None
-        if found:
+        if exists(candidate, where, "video_id", video_id):
             return candidate
     return root / f"{video_id}.mp4"

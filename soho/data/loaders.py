@@ -43,21 +43,6 @@ def image_transform(size: int, resize: str = "square", max_long_side: int = 1000
     )
 
 
-def sample_frames(clip, count: int) -> list:
-    """``count`` RGB frames of a decoded clip (a multi-frame PIL image such as a GIF).
-
-    Segment sampling (TSN): split the clip into ``count`` equal segments and take each
-    segment's middle frame, so the frames span the whole clip whatever its length; a clip
-    shorter than ``count`` repeats frames.
-    """
-    total = getattr(clip, "n_frames", 1)
-    frames = []
-    for i in range(count):
-        clip.seek(min(total - 1, int((i + 0.5) * total / count)))
-        frames.append(clip.convert("RGB"))
-    return frames
-
-
 def key_id(key: str) -> int:
     return zlib.crc32(key.encode()) & 0x7FFFFFFF
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import webdataset as wds
 from PIL import Image
 
+from soho.data import video
 from soho.data.catalog import DATASETS, ShardSample
 from soho.data.shard_checks import SPLITTERS, ShardCheck, ShardError, Split, check_tail, raise_shard_error
 from soho.io import atomic_entries, remove_leftovers, write_text
@@ -30,7 +31,7 @@ __all__ = ["ShardError"]  # re-exported: the stage kit and the callers catch it 
 
 log = logging.getLogger(__name__)
 STATS = "stats.json"
-IMAGE_EXTENSIONS = {"jpg", "jpeg", "png", "img0.png", "img1.png", "gif"}
+IMAGE_EXTENSIONS = {"jpg", "jpeg", "png", "img0.png", "img1.png", "gif"}  # Pillow checks these
 
 
 @dataclass
@@ -54,8 +55,8 @@ def check_media(extension: str, data: bytes) -> None:
             image.load()
             if getattr(image, "n_frames", 1) < 1:
                 raise ValueError("no frames")
-    elif extension == "mp4" and data[4:8] != b"ftyp":
-        raise ValueError("not an MP4 container")
+    elif extension in video.CONTAINERS:
+        video.VideoClip(data, f"a .{extension} file").frames([0])  # PyAV reads it and decodes its first frame
 
 
 def read_sample(sample: ShardSample) -> dict[str, bytes | str]:
@@ -198,19 +199,6 @@ def samples(urls: list[str], shuffle: bool = False, seed: int = 0, split: Split 
     return dataset.compose(ShardCheck(urls, splitters))
 
 
-def decode_clip(key: str, data: bytes) -> Image.Image | None:
-    """A GIF member as its multi-frame PIL image (None for every other member: the next decoder's).
-
-    Why: WebDataset's ``"pil"`` decoder converts every image to RGB, which keeps only a GIF's
-    first frame, so a clip would reach frame sampling as one still image.
-    """
-    if not key.lower().endswith("gif"):
-        return None
-    clip = Image.open(io.BytesIO(data))
-    clip.load()
-    return clip
-
-
 def pipeline(
     urls: list[str],
     map_sample: Callable[[dict], dict | None],
@@ -231,7 +219,7 @@ def pipeline(
     dataset = samples(urls, shuffle=bool(shuffle), seed=seed, split=split)
     if shuffle:
         dataset = dataset.shuffle(shuffle, seed=seed)
-    mapped = dataset.decode(decode_clip, "pil").map(map_sample)
+    mapped = dataset.decode(video.decode_member, "pil").map(map_sample)
     if expand:
         mapped = mapped.compose(lambda source: (item for items in source for item in items))
     return mapped.select(lambda s: s is not None).batched(batch_size, collation_fn=collate, partial=partial)

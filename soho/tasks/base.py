@@ -49,6 +49,14 @@ class Task:
     image_inputs: ClassVar[tuple[str, ...]] = ("image",)
     outputs: ClassVar[dict[str, str]]  # output column -> MLflow type ("string", "double")
 
+    def training_split(self, finetune: FinetuneParams) -> str:
+        """The split it fine-tunes on (a task whose protocol is a parameter overrides this)."""
+        return self.train_split
+
+    def scoring_splits(self, finetune: FinetuneParams) -> tuple[str, ...]:
+        """The splits it is scored on."""
+        return self.eval_splits
+
     def variants(self, variants: tuple[str, ...]) -> tuple[str, ...]:
         """The fine-tuning variants worth training for this task."""
         return tuple(v for v in variants if self.sees_text_alone or v != "text_only")

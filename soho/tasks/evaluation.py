@@ -52,7 +52,7 @@ def evaluate(params: Params, task: str, variants: dict[str, TaskModel | None]) -
     device = evaluation_device()
     variants = {name: None if module is None else module.to(device) for name, module in variants.items()}
     scoring = Scoring(spec, classes, settings, rngs, device)
-    for split in definition.eval_splits:
+    for split in definition.scoring_splits(settings):
         for name, report in definition.evaluate_split(variants, split, scoring).items():
             results[name][split] = report
     return results

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from soho.config import FinetuneParams, ObjectiveParams
-from soho.data import loaders
+from soho.data import loaders, video
 from soho.data.loaders import LoaderSpec
 from soho.eval import metrics
 from soho.models.vision import grid_mask
@@ -44,13 +44,20 @@ class Retrieval(Task):
     sees_text_alone = False  # without the image every image ties for every caption
     outputs = {"score": "double"}  # the ITM match probability of the pair
 
+    def training_split(self, finetune: FinetuneParams) -> str:
+        return "train_9k" if self.video and finetune.msrvtt_split == "1k-A" else self.train_split
+
+    def scoring_splits(self, finetune: FinetuneParams) -> tuple[str, ...]:
+        return ("test_1k",) if self.video and finetune.msrvtt_split == "1k-A" else self.eval_splits
+
     def to_samples(self, spec: LoaderSpec, classes: list[str] | None, epoch: int) -> Callable[[dict], list[dict]]:
         transform = spec.transform()
         frame_transform = spec.transform(spec.video_size)
 
         def to_samples(sample: dict) -> list[dict]:
-            if "gif" in sample:  # a clip: (T, 3, H, W)
-                frames = loaders.sample_frames(sample["gif"], spec.frames)
+            clip = next((sample[m] for m in video.CLIP_MEMBERS if m in sample), None)
+            if clip is not None:  # a clip: (T, 3, H, W)
+                frames = video.sample_frames(clip, spec.frames)
                 pixels = torch.stack([frame_transform(f) for f in frames])
             else:
                 pixels = transform(sample["jpg"].convert("RGB"))
@@ -66,7 +73,7 @@ class Retrieval(Task):
         if not self.video:
             return super().serving_pixels(images, spec)
         frame_transform = spec.transform(spec.video_size)
-        return torch.stack([frame_transform(f) for f in loaders.sample_frames(images[0], spec.frames)])
+        return torch.stack([frame_transform(f) for f in video.sample_frames(images[0], spec.frames)])
 
     def serve(self, module: TaskModel, batch: dict) -> dict[str, list]:
         return {"score": self.predict(module, batch)}

@@ -73,7 +73,8 @@ def finetune(params: Params, task: str, variant: str, ctx: DistContext, on_log=N
     groups = module.model.trainable_groups() | {"head": _head_params(module)}
     trainer = Trainer(module, groups, optim, params.seed, train_dir, ctx, on_log, progress)
     spec = LoaderSpec.build(params.paths.shards, tokenizer, params.model, params.seed, optim=optim, finetune=settings)
-    final = trainer.fit(lambda epoch: spec.loader(definition.pipeline(definition.train_split, spec, answers, epoch)))
+    split = definition.training_split(settings)
+    final = trainer.fit(lambda epoch: spec.loader(definition.pipeline(split, spec, answers, epoch)))
     if ctx.is_main:
         with atomic_file(out / "model.safetensors") as tmp:
             checkpoint.save_model(module, str(tmp))

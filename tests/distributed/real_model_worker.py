@@ -128,7 +128,8 @@ def global_batches(params: Params, task: str, ctx: DistContext) -> list[dict]:
     )
     answers = definition.classes(Path(params.paths.shards), settings)
     rows = slice(ctx.rank * GLOBAL_BATCH // ctx.world_size, (ctx.rank + 1) * GLOBAL_BATCH // ctx.world_size)
-    whole = [b for b in definition.pipeline(definition.train_split, spec, answers, readers="none")]
+    split = definition.training_split(settings)
+    whole = [b for b in definition.pipeline(split, spec, answers, readers="none")]
     return [{k: v[rows] for k, v in b.items() if torch.is_tensor(v)} for b in whole if len(b["input_ids"]) == 8]
 
 

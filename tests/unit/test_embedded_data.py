@@ -7,7 +7,7 @@ from soho.data import formats
 from soho.data.catalog import DATASETS, VG_IMAGE_FOLDERS
 from soho.data.embedded import datasets, task_sets
 
-from ..conftest import tiny_data
+from ..conftest import REPO, tiny_data
 
 
 def tree_sha256(root: Path) -> str:
@@ -54,7 +54,7 @@ def test_every_format_is_written_and_sized_by_params(tiny_raw):
         assert all(r.left.exists() and r.right.exists() for r in rows)
     videos = formats.read_msrvtt(tiny_raw / "msrvtt" / "MSRVTT_data.json", tiny_raw / "msrvtt" / "videos" / "all")
     assert Counter(v.split for v in videos) == {"train": 4, "validate": 2, "test": 2}
-    assert all(v.path.suffix == ".gif" and v.path.exists() and v.captions for v in videos)
+    assert all(v.path.suffix == ".mp4" and v.path.exists() and v.captions for v in videos)  # tiny_data: mp4
 
 
 def test_splits_have_disjoint_images(tiny_raw):
@@ -167,3 +167,12 @@ def test_vqa_relation_questions_are_balanced_per_relation_and_right_on_both_axes
     b = scenes.Thing("square", "blue", "small", "right", "bottom")
     assert scenes.relation_holds(a, b, "above") and scenes.relation_holds(a, b, "left of")
     assert not scenes.relation_holds(a, b, "below") and not scenes.relation_holds(a, b, "right of")
+
+
+def test_the_embedded_clips_are_gif_unless_mp4_is_asked_for(tmp_path):
+    """The embedded run's bands were made with GIF clips (params.yaml leaves data.clip_format at gif)."""
+    from soho.config import load_params
+
+    assert load_params(REPO / "params.yaml").data.clip_format == "gif"
+    raw = datasets.generate(tmp_path / "raw", tiny_data().model_copy(update={"clip_format": "gif"}), seed=0)
+    assert sorted(p.suffix for p in (raw / "msrvtt" / "videos" / "all").iterdir()) == [".gif"] * 8

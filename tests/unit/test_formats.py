@@ -412,3 +412,70 @@ def test_visual_genome_images_come_from_both_archives_folders(tmp_path):
         (folder / f"{image}.jpg").write_bytes(b"jpeg")
     paths = [record.path for record in formats.read_vg_regions(path, folders)]
     assert paths == [folders[0] / "1.jpg", folders[1] / "2.jpg", folders[0] / "3.jpg"]  # 3: missing, counted bad later
+
+
+def msrvtt_archive(root, videos: int = 6) -> None:
+    """Frozen-in-Time's MSRVTT.zip as it unpacks, at fixture size: MSRVTT/{annotation,videos/all,high-quality/...}."""
+    import pickle
+
+    archive = root / "msrvtt" / "MSRVTT"
+    (archive / "videos" / "all").mkdir(parents=True)
+    for i in range(videos):
+        (archive / "videos" / "all" / f"video{i}.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    annotations = [
+        {"image_id": f"video{i}", "caption": f"clip {i} caption {c}", "id": 2 * i + c}
+        for c in (0, 1)
+        for i in range(videos)
+    ]
+    (archive / "annotation").mkdir()
+    (archive / "annotation" / "MSR_VTT.json").write_text(json.dumps({"annotations": annotations}))
+    lists = archive / "high-quality" / "structured-symlinks"
+    lists.mkdir(parents=True)
+    for name, ids in {
+        "train_list_full.txt": [0, 1, 2],
+        "val_list_full.txt": [3],
+        "test_list_full.txt": [4, 5],
+        "train_list_jsfusion.txt": [0, 1, 2, 3],
+        "val_list_jsfusion.txt": [4, 5],
+    }.items():
+        (lists / name).write_text("\n".join(f"video{i}" for i in ids))  # the real files end without a newline
+    (lists / "jsfusion_val_caption_idx.pkl").write_bytes(pickle.dumps({"video4": 1, "video5": 0}))
+
+
+def test_msrvtt_from_the_public_archive_has_the_official_and_the_1k_a_splits(tmp_path):
+    """Issue 16 (h): MSRVTT.zip unpacks to MSRVTT/videos/all/*.mp4, annotation/MSR_VTT.json and split lists."""
+    from soho.data import catalog
+
+    msrvtt_archive(tmp_path)
+    splits = catalog.msrvtt(tmp_path)
+    assert {s: [x.key for x in samples] for s, samples in splits.items()} == {
+        "train": ["video0", "video1", "video2"],
+        "validate": ["video3"],
+        "test": ["video4", "video5"],
+        "train_9k": ["video0", "video1", "video2", "video3"],
+        "test_1k": ["video4", "video5"],
+    }
+    assert splits["test"][0].meta["captions"] == ["clip 4 caption 0", "clip 4 caption 1"]
+    assert [s.meta["captions"] for s in splits["test_1k"]] == [
+        ["clip 4 caption 1"],
+        ["clip 5 caption 0"],
+    ]  # the pkl's pick
+    assert splits["train"][0].media == {"mp4": tmp_path / "msrvtt" / "MSRVTT" / "videos" / "all" / "video0.mp4"}
+
+
+def test_a_bad_1k_a_caption_index_or_a_pickle_with_code_is_refused_naming_the_file(tmp_path):
+    import pathlib
+    import pickle
+
+    from soho.data import catalog
+
+    msrvtt_archive(tmp_path)
+    pkl = tmp_path / "msrvtt" / "MSRVTT" / "high-quality" / "structured-symlinks" / "jsfusion_val_caption_idx.pkl"
+    pkl.write_bytes(pickle.dumps({"video4": 7, "video5": 0}))
+    with pytest.raises(
+        formats.FormatError, match=r"jsfusion_val_caption_idx\.pkl: caption 7 of 'video4', which has 2 in"
+    ):
+        catalog.msrvtt(tmp_path)
+    pkl.write_bytes(pickle.dumps({"video4": pathlib.PurePosixPath("x")}))
+    with pytest.raises(formats.FormatError, match=r"refusing to unpickle pathlib\.\w*Path: only plain data"):
+        catalog.msrvtt(tmp_path)

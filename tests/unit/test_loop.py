@@ -169,3 +169,16 @@ def test_a_stated_global_batch_sets_the_accumulation_from_the_process_count():
         ConfigError, match=r"optim.global_batch: 512 is not a multiple of batch_size x processes \(32 x 3 = 96\)"
     ):
         accumulation(cfg, 3)
+
+
+def test_a_seeded_run_uses_torchs_deterministic_kernels():
+    """Two threads reduced in a varying order on an AMX Xeon: one seed gave two pre-trainings (issue 13)."""
+    from soho.train.loop import seed_everything
+
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(False)
+        seed_everything(0)
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(before)

@@ -62,3 +62,13 @@ def test_no_code_outside_the_task_modules_branches_on_a_task_name():
         if branch.search(line)
     ]
     assert offenders == []
+
+
+def test_msrvtt_fine_tunes_and_scores_on_the_split_its_protocol_names():
+    from soho.config import FinetuneParams
+
+    task = get("retrieval_msrvtt")
+    assert (task.training_split(FinetuneParams()), task.scoring_splits(FinetuneParams())) == ("train", ("test",))
+    one_k = FinetuneParams(msrvtt_split="1k-A")
+    assert (task.training_split(one_k), task.scoring_splits(one_k)) == ("train_9k", ("test_1k",))
+    assert get("retrieval_coco").scoring_splits(one_k) == ("test",)  # images: no such protocol

@@ -1,4 +1,4 @@
-"""The MSR-VTT clips: animated GIFs of shapes moving in straight lines, with their captions.
+"""The MSR-VTT clips: shapes moving in straight lines (animated GIF or H.264 MP4), with their captions.
 
 Why: video retrieval needs clips whose captions only the motion decides (which shape moved
 which way), written in MSR-VTT's own ``MSRVTT_data.json``.
@@ -13,6 +13,7 @@ from pathlib import Path
 from PIL import Image
 
 from soho.config import SyntheticData
+from soho.data import video
 from soho.data.embedded import language, scenes
 from soho.data.embedded.writing import SPLITS, dump_json, sub_rng, write_bytes
 
@@ -20,7 +21,7 @@ MSRVTT_SPLIT = {"train": "train", "val": "validate", "test": "test"}
 
 
 def render_clip(rng: random.Random, cfg: SyntheticData) -> tuple[bytes, list[tuple[str, str, str]]]:
-    """An animated GIF of 1-2 shapes moving in straight lines; returns bytes and the moves."""
+    """A clip (``cfg.clip_format``) of 1-2 shapes moving in straight lines; returns its bytes and the moves."""
     count = rng.randint(1, 2)
     moves = []
     tracks = []
@@ -46,20 +47,22 @@ def render_clip(rng: random.Random, cfg: SyntheticData) -> tuple[bytes, list[tup
         for thing, (sx, sy), (dx, dy) in tracks:
             scenes.draw_thing(draw, thing, cfg.clip_size, sx + 0.6 * dx * progress, sy + 0.6 * dy * progress)
         frames.append(frame)
+    if cfg.clip_format == "mp4":
+        return video.encode_mp4(frames, fps=10), moves
     buffer = io.BytesIO()
     frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
     return buffer.getvalue(), moves
 
 
 def write_msrvtt(root: Path, cfg: SyntheticData, seed: int) -> None:
-    """MSR-VTT ``MSRVTT_data.json`` (videos[], sentences[]) and the clips (animated GIF)."""
+    """MSR-VTT ``MSRVTT_data.json`` (videos[], sentences[]) and the clips (``videos/all/<id>.gif`` or ``.mp4``)."""
     rng = sub_rng(seed, "msrvtt")
     videos, sentences, index = [], [], 0
     for split in SPLITS:
         for _ in range(getattr(cfg.msrvtt, split)):
             video_id = f"video{index}"
             clip, moves = render_clip(rng, cfg)
-            write_bytes(root / "msrvtt" / "videos" / "all" / f"{video_id}.gif", clip)
+            write_bytes(root / "msrvtt" / "videos" / "all" / f"{video_id}.{cfg.clip_format}", clip)
             videos.append(
                 {
                     "id": index,
