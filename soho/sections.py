@@ -54,6 +54,13 @@ class SyntheticData(Section):
     # with gif clips: switching changes its numbers (new reference runs, issue 13)
     clip_format: Literal["gif", "mp4"] = "gif"
 
+    @model_validator(mode="after")
+    def _mp4_clips_have_an_even_size(self) -> SyntheticData:
+        # H.264 in yuv420p halves the chroma planes: FFmpeg refuses an odd width or height
+        if self.clip_format == "mp4" and self.clip_size % 2:
+            raise ValueError(f"clip_size: {self.clip_size} is odd; H.264 (clip_format: mp4) needs an even size")
+        return self
+
 
 class Download(Section):
     manifest: Path = Path("soho/data/manifests/paper.yaml")

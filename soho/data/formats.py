@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import errno
 import pickle
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from soho.data.fields import (
     FormatError,
@@ -264,8 +265,16 @@ MSRVTT_1K_CAPTIONS = "jsfusion_val_caption_idx.pkl"
 class _PlainDataUnpickler(pickle.Unpickler):
     """Unpickles built-in data (dicts, str, int) only: a pickle that names a class or function is refused."""
 
-    def find_class(self, module: str, name: str):
-        raise FormatError(f"refusing to unpickle {module}.{name}: only plain data is expected")
+    def find_class(self, module: str, name: str) -> NoReturn:
+        raise _RefusedClass(f"refusing to unpickle {module}.{name}: only plain data is expected")
+
+
+class _RefusedClass(Exception):
+    """Raised inside the unpickler; :func:`read_caption_choice` names the file."""
+
+
+# what a damaged pickle raises besides UnpicklingError: a bad memo key, a truncated or odd opcode argument
+_BROKEN_PICKLE = (pickle.UnpicklingError, EOFError, ValueError, KeyError, TypeError, IndexError, struct.error)
 
 
 def read_caption_choice(path: Path) -> dict[str, int]:
@@ -273,8 +282,10 @@ def read_caption_choice(path: Path) -> dict[str, int]:
     try:
         with open(path, "rb") as file:
             data = _PlainDataUnpickler(file).load()
-    except (pickle.UnpicklingError, EOFError, ValueError) as err:
-        raise FormatError(f"{path}: not a readable pickle ({err})") from None
+    except _RefusedClass as err:
+        raise FormatError(f"{path}: {err}") from None
+    except _BROKEN_PICKLE as err:
+        raise FormatError(f"{path}: not a readable pickle ({type(err).__name__}: {err})") from None
     if not isinstance(data, dict) or not all(isinstance(k, str) and type(v) is int for k, v in data.items()):
         raise FormatError(f"{path}: expected a dict of video id -> caption index")
     return data

@@ -8,8 +8,9 @@ counts the frames by demuxing (no decoding) and decodes only up to the last fram
 
 from __future__ import annotations
 
+import contextlib
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import av
 from PIL import Image
@@ -18,12 +19,26 @@ CONTAINERS = ("mp4", "webm", "avi", "mkv")  # members decoded by PyAV
 CLIP_MEMBERS = (*CONTAINERS, "gif")  # every member that holds a clip
 
 
+class DecodeError(ValueError):
+    """A clip FFmpeg could not read. Why a ``ValueError``: shard checks and loaders treat every bad
+    media file alike (one error naming the file), whichever library decoded it."""
+
+
+@contextlib.contextmanager
+def ffmpeg_errors(name: str) -> Iterator[None]:
+    """PyAV's ``FFmpegError`` (not a ``ValueError``/``OSError``) as a :class:`DecodeError` naming the clip."""
+    try:
+        yield
+    except av.error.FFmpegError as err:
+        raise DecodeError(f"{name}: FFmpeg cannot decode it ({err})") from err
+
+
 class VideoClip:
     """One encoded clip: its frame count and the frames at given indices (RGB PIL images)."""
 
-    def __init__(self, data: bytes, name: str = "clip"):
+    def __init__(self, data: bytes, name: str = "clip") -> None:
         self.data, self.name = data, name
-        with av.open(io.BytesIO(data)) as container:
+        with ffmpeg_errors(name), av.open(io.BytesIO(data)) as container:
             if not container.streams.video:
                 raise ValueError(f"{name}: no video stream")
             stream = container.streams.video[0]
@@ -36,7 +51,7 @@ class VideoClip:
         """The frames at ``indices`` (any order, repeats allowed), decoded in one pass from the start."""
         wanted = sorted(set(indices))
         found: dict[int, Image.Image] = {}
-        with av.open(io.BytesIO(self.data)) as container:
+        with ffmpeg_errors(self.name), av.open(io.BytesIO(self.data)) as container:
             for index, frame in enumerate(container.decode(video=0)):
                 if index in wanted:
                     found[index] = frame.to_image().convert("RGB")

@@ -57,6 +57,10 @@ class Task:
         """The splits it is scored on."""
         return self.eval_splits
 
+    def result_split(self, split: str) -> str:
+        """The name a scored split's metrics are stored under (the results files, the report, the bands)."""
+        return split
+
     def variants(self, variants: tuple[str, ...]) -> tuple[str, ...]:
         """The fine-tuning variants worth training for this task."""
         return tuple(v for v in variants if self.sees_text_alone or v != "text_only")

@@ -54,5 +54,5 @@ def evaluate(params: Params, task: str, variants: dict[str, TaskModel | None]) -
     scoring = Scoring(spec, classes, settings, rngs, device)
     for split in definition.scoring_splits(settings):
         for name, report in definition.evaluate_split(variants, split, scoring).items():
-            results[name][split] = report
+            results[name][definition.result_split(split)] = report
     return results

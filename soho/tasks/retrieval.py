@@ -25,7 +25,12 @@ from soho.objectives.pretraining import pretraining_step
 from soho.tasks.base import Scoring, Task
 
 if TYPE_CHECKING:
+    from soho.models.soho import SohoModel
     from soho.tasks.model import TaskModel
+
+
+# MSR-VTT's JSFusion 1k-A protocol as the shards name its split lists (soho.data.formats)
+JSFUSION_1K_A = {"train": "train_9k", "test": "test_1k"}
 
 
 @functools.cache
@@ -44,11 +49,23 @@ class Retrieval(Task):
     sees_text_alone = False  # without the image every image ties for every caption
     outputs = {"score": "double"}  # the ITM match probability of the pair
 
+    def _protocol_splits(self, finetune: FinetuneParams) -> dict[str, str]:
+        """{our split: the shards' split} under MSR-VTT's chosen protocol (1k-A: JSFusion's 9k / 1k lists)."""
+        if self.video and finetune.msrvtt_split == "1k-A":
+            return JSFUSION_1K_A
+        return {}
+
     def training_split(self, finetune: FinetuneParams) -> str:
-        return "train_9k" if self.video and finetune.msrvtt_split == "1k-A" else self.train_split
+        return self._protocol_splits(finetune).get(self.train_split, self.train_split)
 
     def scoring_splits(self, finetune: FinetuneParams) -> tuple[str, ...]:
-        return ("test_1k",) if self.video and finetune.msrvtt_split == "1k-A" else self.eval_splits
+        splits = self._protocol_splits(finetune)
+        return tuple(splits.get(split, split) for split in self.eval_splits)
+
+    def result_split(self, split: str) -> str:
+        # 1k-A's test is *the* test split of the papers' tables (SCL reports 1k-A): the report,
+        # the bands and reference/paper.yaml read it as ``test``
+        return next((ours for ours, theirs in JSFUSION_1K_A.items() if theirs == split), split)
 
     def to_samples(self, spec: LoaderSpec, classes: list[str] | None, epoch: int) -> Callable[[dict], list[dict]]:
         transform = spec.transform()
@@ -209,7 +226,7 @@ def match_matrix(
 
 @torch.no_grad()
 def encode_images(
-    model, pixels: torch.Tensor, pixel_mask: torch.Tensor | None, chunk: int, device: torch.device
+    model: SohoModel, pixels: torch.Tensor, pixel_mask: torch.Tensor | None, chunk: int, device: torch.device
 ) -> tuple[torch.Tensor, tuple[int, int, int]]:
     """Every image's visual tokens (I, N, D), encoded ``chunk`` images at a time on ``device``, and the grid layout.
 

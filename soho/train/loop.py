@@ -32,20 +32,25 @@ from soho.train.distributed import DistContext, gather_to_main, mean_across
 log = logging.getLogger(__name__)
 
 
-def seed_everything(seed: int) -> None:
-    """Seed every global RNG a checkpoint restores (NumPy's is unused by the pipelines today), and ask
-    torch for its deterministic kernels.
+def use_deterministic_kernels() -> None:
+    """Ask torch for its deterministic kernels, in every process that trains (a fresh or a resumed one).
 
-    Why the kernels: on a 2-core Xeon with AMX, two embedded pre-trainings of one seed ended
-    0.64 and 0.79 in held-out ITM: with two threads some CPU kernels reduce in a varying order.
+    Why: on a 2-core Xeon with AMX, two embedded pre-trainings of one seed ended 0.64 and 0.79 in
+    held-out ITM: with two threads some CPU kernels reduce in a varying order.
     ``use_deterministic_algorithms`` made them identical at no measured cost (30 steps, 21.0 s
     either way). ``warn_only``: an op with no deterministic kernel (a few on CUDA) warns instead
     of stopping a paper-profile run.
     """
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every global RNG a checkpoint restores (NumPy's is unused by the pipelines today), and ask
+    torch for its deterministic kernels."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    use_deterministic_kernels()
 
 
 def build_optimizer(groups: dict[str, list[nn.Parameter]], cfg: OptimParams) -> torch.optim.Optimizer:
@@ -272,6 +277,7 @@ class Trainer:
     def fit(self, batches: Callable[[int], Iterable[dict]], stop_after: int | None = None) -> dict[str, float]:
         """Train until ``cfg.steps`` (or ``stop_after`` steps in this call, to simulate a kill)."""
         cfg = self.cfg
+        use_deterministic_kernels()  # a resumed run in a new process seeds nothing, but needs them too
         if not self.resume():
             seed_everything(self.seed + self.ctx.rank)
         self.model.train()

@@ -83,6 +83,12 @@ def test_a_frozen_word_table_must_be_a_pretrained_one(tmp_path):
         load_params(write(tmp_path, "model:\n  text:\n    init: none\n    freeze_word_embeddings: true\n"))
 
 
+def test_mp4_clips_need_an_even_size_as_h264_does(tmp_path):
+    with pytest.raises(ConfigError, match=r"data: .*clip_size: 65 is odd; H\.264 \(clip_format: mp4\)"):
+        load_params(write(tmp_path, "data:\n  clip_format: mp4\n  clip_size: 65\n"))
+    assert load_params(write(tmp_path, "data:\n  clip_format: gif\n  clip_size: 65\n")).data.clip_size == 65
+
+
 def test_missing_and_malformed_files(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_params(tmp_path / "nope.yaml")

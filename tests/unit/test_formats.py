@@ -477,5 +477,16 @@ def test_a_bad_1k_a_caption_index_or_a_pickle_with_code_is_refused_naming_the_fi
     ):
         catalog.msrvtt(tmp_path)
     pkl.write_bytes(pickle.dumps({"video4": pathlib.PurePosixPath("x")}))
-    with pytest.raises(formats.FormatError, match=r"refusing to unpickle pathlib\.\w*Path: only plain data"):
+    with pytest.raises(formats.FormatError, match=r"\.pkl: refusing to unpickle pathlib\.\w*Path: only plain data"):
         catalog.msrvtt(tmp_path)
+    whole = pickle.dumps({"video4": 1, "video5": 0}, protocol=4)
+    damaged = {
+        "truncated": whole[: len(whole) // 2],
+        "an item set on an int": b"\x80\x04K\x01K\x02K\x03s.",  # SETITEM: a TypeError, not an UnpicklingError
+        "an unregistered extension": b"\x80\x02\x82\x01.",  # EXT1: a ValueError
+        "not a pickle": b"hello world",
+    }
+    for data in damaged.values():
+        pkl.write_bytes(data)
+        with pytest.raises(formats.FormatError, match=r"jsfusion_val_caption_idx\.pkl: not a readable pickle"):
+            catalog.msrvtt(tmp_path)

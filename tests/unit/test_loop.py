@@ -182,3 +182,26 @@ def test_a_seeded_run_uses_torchs_deterministic_kernels():
         assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
     finally:
         torch.use_deterministic_algorithms(before)
+
+
+def test_a_resumed_run_in_a_new_process_uses_torchs_deterministic_kernels_too(tmp_path):
+    """A resume restores RNG states instead of seeding, so the kernels cannot hang on ``seed_everything``."""
+    module, model, tokenizer = tiny_soho()
+    cfg = OptimParams(steps=1, warmup_steps=0, checkpoint_every=0, log_every=1)
+    trainer = Trainer(module, model.trainable_groups(), cfg, 3, tmp_path, progress=False)
+    trainer.resume = lambda: True  # as if a checkpoint had been found: no seed_everything
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(False)
+        trainer.fit(soho_batches(tokenizer))
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def test_an_epoch_without_a_batch_is_an_error_not_a_silent_spin():
+    model = torch.nn.Linear(2, 1)
+    cfg = OptimParams(steps=2, lr=0.1, cnn_lr=0.1, warmup_steps=0, checkpoint_every=0, log_every=1)
+    trainer = Trainer(model, {"transformer": list(model.parameters())}, cfg, 0, None, progress=False)
+    with pytest.raises(ValueError, match=r"rank 0: epoch 0 gave no batch at step 0; a split needs at least one shard"):
+        trainer.fit(lambda epoch: iter([]))

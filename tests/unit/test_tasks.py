@@ -72,3 +72,30 @@ def test_msrvtt_fine_tunes_and_scores_on_the_split_its_protocol_names():
     one_k = FinetuneParams(msrvtt_split="1k-A")
     assert (task.training_split(one_k), task.scoring_splits(one_k)) == ("train_9k", ("test_1k",))
     assert get("retrieval_coco").scoring_splits(one_k) == ("test",)  # images: no such protocol
+
+
+def test_msrvtt_1k_a_metrics_are_stored_as_the_test_split_the_report_and_bands_read(monkeypatch):
+    """Under 1k-A the shards' split is ``test_1k``; the table's MSR-VTT row and SCL's numbers read ``test``."""
+    from types import SimpleNamespace
+
+    from soho.config import FinetuneParams
+    from soho.tasks import evaluation
+
+    task = get("retrieval_msrvtt")
+    scored = []
+
+    class Stub(type(task)):
+        def evaluate_split(self, variants, split, scoring):
+            scored.append(split)
+            return {name: {"r_mean": 1.0} for name in variants}
+
+    monkeypatch.setattr(evaluation, "get", lambda name: Stub(task.name, task.dataset, video=True))
+    monkeypatch.setattr(evaluation, "finetune_params", lambda params, name: FinetuneParams(msrvtt_split="1k-A"))
+    monkeypatch.setattr(evaluation, "evaluation_spec", lambda *args: None)
+    monkeypatch.setattr(evaluation, "load_tokenizer", lambda init: None)
+    params = SimpleNamespace(
+        model=SimpleNamespace(text=SimpleNamespace(init="minilm")), paths=SimpleNamespace(shards="."), seed=0
+    )
+    assert evaluation.evaluate(params, "retrieval_msrvtt", {"chance": None}) == {"chance": {"test": {"r_mean": 1.0}}}
+    assert scored == ["test_1k"]
+    assert get("retrieval_coco").result_split("test") == "test"
