@@ -8,12 +8,15 @@ split to its reader, and the shard stage needs no per-profile code.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from soho.data import formats
 
 VG_IMAGE_FOLDERS = ("VG_100K", "VG_100K_2")  # images.zip, images2.zip (as the archives unpack)
+VG_IMAGE_DATA = "image_data.json"  # image_data.json.zip: each VG image's coco_id (or null)
+VG_HELD_OUT_SPLIT = "coco_eval"  # VG images that are COCO Karpathy val/test images: not pre-trained on
+COCO_EVAL_SPLITS = ("val", "test")
 # MSRVTT.zip's split lists: frozen-in-time and SCL read the first copy, fitclip the second
 MSRVTT_LIST_FOLDERS = ("high-quality/structured-symlinks", "structured-symlinks")
 
@@ -49,8 +52,28 @@ def flickr30k(raw: Path) -> dict[str, list[ShardSample]]:
 
 
 def vg(raw: Path) -> dict[str, list[ShardSample]]:
+    """VG's images as pre-training's ``train``, except those that are COCO Karpathy val/test images.
+
+    Those go to split ``coco_eval`` (sharded, counted in ``stats.json``, never read by
+    pre-training): retrieval_coco is scored on Karpathy test, so pre-training on them would
+    leak test images (README, "Pre-training data"). Karpathy restval stays in pre-training.
+    """
     folders = [raw / "vg" / name for name in VG_IMAGE_FOLDERS]
-    return _captioned(formats.read_vg_regions(raw / "vg" / "region_descriptions.json", folders))
+    records = formats.read_vg_regions(raw / "vg" / "region_descriptions.json", folders)
+    coco_of = formats.read_vg_coco_ids(_needed(raw / "vg" / VG_IMAGE_DATA, "maps VG images to COCO ids"))
+    coco_eval = formats.karpathy_ids(
+        _needed(raw / "coco" / "dataset_coco.json", "names the COCO val/test images VG must leave out"),
+        COCO_EVAL_SPLITS,
+    )
+    return _captioned(
+        [replace(r, split=VG_HELD_OUT_SPLIT) if coco_of.get(r.image_id) in coco_eval else r for r in records]
+    )
+
+
+def _needed(path: Path, why: str) -> Path:
+    if not path.exists():
+        raise formats.FormatError(f"{path}: missing; it {why} (dvc repro download fetches it)")
+    return path
 
 
 def vqa(raw: Path) -> dict[str, list[ShardSample]]:

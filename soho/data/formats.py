@@ -137,6 +137,33 @@ def read_vg_regions(path: Path, image_roots: Path | Sequence[Path]) -> list[Capt
     return records
 
 
+def read_vg_coco_ids(path: Path) -> dict[str, str]:
+    """Visual Genome ``image_data.json``: {VG image id: COCO id} of the VG images that are COCO images.
+
+    Why: about half of VG is COCO, Karpathy val and test images among them; pre-training must
+    not see those (:func:`soho.data.catalog.vg`). ``coco_id`` is null for the others.
+    """
+    path = Path(path)
+    coco_of = {}
+    for where, entry in iter_entries(path, load_json(path)):
+        key = "image_id" if "image_id" in entry else "id"  # v1.2 / v1.0
+        image_id = id_text(require(entry, key, where), key, where)
+        coco_id = require(entry, "coco_id", where)
+        if coco_id is not None:
+            coco_of[image_id] = id_text(coco_id, "coco_id", where)
+    return coco_of
+
+
+def karpathy_ids(path: Path, splits: Sequence[str]) -> set[str]:
+    """The COCO ids (``cocoid``) of a Karpathy split file's images in ``splits`` (e.g. val, test)."""
+    path = Path(path)
+    ids = set()
+    for where, entry in iter_entries(path, load_json(path), "images"):
+        if require_choice(entry, "split", KARPATHY_SPLITS, where) in splits:
+            ids.add(id_text(require(entry, "cocoid", where), "cocoid", where))
+    return ids
+
+
 def vqa_annotations(path: Path) -> dict[int, tuple[str, dict[str, Any]]]:
     """{question_id: (where, annotation)} of a VQA annotations file, each with exactly ten answers."""
     annotations: dict[int, tuple[str, dict[str, Any]]] = {}

@@ -490,3 +490,52 @@ def test_a_bad_1k_a_caption_index_or_a_pickle_with_code_is_refused_naming_the_fi
         pkl.write_bytes(data)
         with pytest.raises(formats.FormatError, match=r"jsfusion_val_caption_idx\.pkl: not a readable pickle"):
             catalog.msrvtt(tmp_path)
+
+
+def test_vg_images_that_are_coco_val_or_test_images_leave_pre_training_and_are_counted(tmp_path):
+    """About half of VG is COCO (issue 16 m): a Karpathy val/test image must not be pre-trained on; restval stays."""
+    from PIL import Image
+
+    from soho.data import catalog, shards
+
+    (tmp_path / "coco" / "val2014").mkdir(parents=True)
+    karpathy = [
+        {
+            "filepath": "val2014",
+            "filename": f"{cocoid}.jpg",
+            "cocoid": cocoid,
+            "split": split,
+            "sentences": [{"raw": "a"}],
+        }
+        for cocoid, split in ((10, "test"), (11, "val"), (12, "restval"), (13, "train"))
+    ]
+    (tmp_path / "coco" / "dataset_coco.json").write_text(json.dumps({"images": karpathy}))
+    vg = tmp_path / "vg"
+    (vg / "VG_100K").mkdir(parents=True)
+    coco_of = {1: 10, 2: 11, 3: 12, 4: None, 5: 99}  # 99: a COCO image outside the Karpathy file
+    phrase = {"region_id": 1, "width": 5, "height": 5, "phrase": "a red ball", "x": 0, "y": 0}
+    (vg / "region_descriptions.json").write_text(
+        json.dumps([{"id": i, "regions": [phrase | {"image_id": i}]} for i in coco_of])
+    )
+    for i in coco_of:
+        Image.new("RGB", (8, 8), "red").save(vg / "VG_100K" / f"{i}.jpg")
+    with pytest.raises(formats.FormatError, match=r"vg/image_data\.json: missing; it maps VG images to COCO ids"):
+        catalog.vg(tmp_path)
+    (vg / "image_data.json").write_text(json.dumps([{"image_id": i, "coco_id": c} for i, c in coco_of.items()]))
+    splits = catalog.vg(tmp_path)
+    assert {split: [s.key for s in samples] for split, samples in splits.items()} == {
+        "coco_eval": ["1", "2"],
+        "train": ["3", "4", "5"],
+    }
+    stats = shards.write_all(["vg"], tmp_path, tmp_path / "shards", 100, 0.0)
+    assert stats["datasets"]["vg"]["coco_eval"]["samples"] == 2  # the DVC metric of what left pre-training
+    assert stats["datasets"]["vg"]["train"]["samples"] == 3
+
+
+def test_vg_image_data_needs_a_coco_id_field_per_image(tmp_path):
+    path = tmp_path / "image_data.json"
+    path.write_text(json.dumps([{"image_id": 1, "coco_id": 5}, {"image_id": 2}]))
+    with pytest.raises(formats.FormatError, match=r"image_data\.json.*missing field 'coco_id'"):
+        formats.read_vg_coco_ids(path)
+    path.write_text(json.dumps([{"id": 1, "coco_id": 5}, {"id": 2, "coco_id": None}]))  # v1.0's "id"
+    assert formats.read_vg_coco_ids(path) == {"1": "5"}

@@ -13,7 +13,7 @@ from pathlib import Path
 from PIL import Image
 
 from soho.config import SplitSizes, SyntheticData
-from soho.data.catalog import VG_IMAGE_FOLDERS
+from soho.data.catalog import VG_IMAGE_DATA, VG_IMAGE_FOLDERS
 from soho.data.embedded import scenes
 from soho.data.embedded.writing import SPLITS, dump_json, jpeg_bytes, sub_rng, write_bytes
 
@@ -75,12 +75,12 @@ def write_flickr30k(root: Path, cfg: SyntheticData, seed: int) -> dict[str, tupl
 
 
 def write_visual_genome(root: Path, cfg: SyntheticData, seed: int) -> None:
-    """Visual Genome images + ``region_descriptions.json`` (one region per shape).
+    """Visual Genome images + ``region_descriptions.json`` (one region per shape) + ``image_data.json``.
 
     Two images in five go to ``VG_100K_2/``, as about 40% of the real ones come in ``images2.zip``.
     """
     rng = sub_rng(seed, "vg")
-    entries, region_id = [], 1
+    entries, metadata, region_id = [], [], 1
     side = cfg.image_size
     for image_id in range(1, cfg.vg_images + 1):
         scene = scenes.sample_scene(rng, cfg.max_objects)
@@ -104,4 +104,7 @@ def write_visual_genome(root: Path, cfg: SyntheticData, seed: int) -> None:
             )
             region_id += 1
         entries.append({"id": image_id, "regions": regions})
+        # the generated VG shares no image with the generated COCO: every coco_id is null
+        metadata.append({"image_id": image_id, "coco_id": None, "flickr_id": None, "width": side, "height": side})
     dump_json(root / "vg" / "region_descriptions.json", entries)
+    dump_json(root / "vg" / VG_IMAGE_DATA, metadata)
