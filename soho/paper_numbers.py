@@ -54,6 +54,9 @@ class MetricEntry(_Strict):
     soho: Reported | None = None
     scl: Reported | None = None
     tolerance: float | None = Field(default=None, ge=0)
+    # a split only a server scores (VQA test-dev: EvalAI, from results/submissions/): no run has a
+    # local number for it, so validate lists it instead of failing it as missing
+    scored_by: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _tolerance_with_soho(self) -> MetricEntry:

@@ -33,7 +33,8 @@ MAIN_ROWS: dict[str, tuple[str, tuple[str, ...]]] = {  # task -> (split, metrics
         "test",
         ("ir_r1", "ir_r5", "ir_r10", "ir_median_rank", "tr_r1", "tr_r5", "tr_r10", "tr_median_rank", "r_mean"),
     ),
-    "vqa": ("val2014", ("overall", "yes_no", "number", "other")),
+    "vqa": ("val2014", ("overall", "yes_no", "number", "other")),  # finetune.vqa_protocol: val
+    "vqa:test-dev2015": ("test-dev2015", ("overall",)),  # the papers' split; EvalAI scores the submission
     "nlvr2": ("dev", ("accuracy", "consistency")),
     "nlvr2:test1": ("test1", ("accuracy", "consistency")),
     "snli_ve": ("dev", ("accuracy",)),

@@ -228,6 +228,10 @@ class FinetuneParams(Section):
     # MSR-VTT: the official 6,513 / 2,990 train / test split, or JSFusion's 1k-A (9,000 / 1,000 with
     # one caption each), which SCL reports; 1k-A needs the public archive's split lists (README)
     msrvtt_split: Literal["official", "1k-A"] = "official"
+    # VQA v2: "val" trains on train2014 and scores val2014 locally (numbers no paper reports);
+    # "test-dev" / "test-std" train on train2014 + val2014, as SOHO, and write the EvalAI
+    # submission of test-dev2015 / test2015 (no local number: the server scores it)
+    vqa_protocol: Literal["val", "test-dev", "test-std"] = "val"
     optim: OptimParams = OptimParams(steps=40, warmup_steps=4, checkpoint_every=20, log_every=5)
     # task -> overrides of the keys above for that task alone, e.g. {vqa: {optim: {steps: 100}}}
     tasks: dict[str, dict[str, Any]] = {}

@@ -48,13 +48,24 @@ def bands(reference_dir: Path, profile: str) -> list[Band]:
         return [
             Band(key, entry.soho.value - entry.tolerance, entry.soho.value + entry.tolerance, entry.soho.source)
             for key, entry in reported.metrics.items()
-            if entry.soho is not None and entry.soho.value is not None and entry.tolerance is not None
+            if entry.soho is not None
+            and entry.soho.value is not None
+            and entry.tolerance is not None
+            and entry.scored_by is None
         ]
     reference = load_reference(Path(reference_dir) / f"{profile}.yaml")
     return [
         Band(key, float(entry["low"]), float(entry["high"]), entry.get("why", ""))
         for key, entry in reference.get("bands", {}).items()
     ]
+
+
+def server_scored(reference_dir: Path, profile: str) -> dict[str, str]:
+    """{metric key: who scores it} of the paper numbers no local run can have (VQA test-dev: EvalAI)."""
+    if profile != "paper":
+        return {}
+    reported = paper_numbers.load(Path(reference_dir) / "paper.yaml")
+    return {key: entry.scored_by for key, entry in reported.metrics.items() if entry.scored_by is not None}
 
 
 def switched_off(expected: list[Band], trained: Mapping[str, tuple[str, ...]]) -> tuple[list[Band], list[Band]]:

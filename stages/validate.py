@@ -33,6 +33,8 @@ def selected(params, reference_dir: Path) -> tuple[list, list, int, list[str]]:
         f"{', '.join(trained.get(task, ()))}; the reference has bands of: {', '.join(variants)})"
         for task, variants in validate.unchecked_tasks(every_band, expected).items()
     ]
+    for key, scorer in validate.server_scored(reference_dir, params.profile).items():
+        print(f"validate: {key} is not checked here: scored by {scorer}")
     if skipped:
         names = sorted({band.key.split("/")[1] for band in skipped})
         print(f"validate: skipped {len(skipped)} bands of variants their task does not fine-tune: {', '.join(names)}")

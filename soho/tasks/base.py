@@ -49,8 +49,8 @@ class Task:
     image_inputs: ClassVar[tuple[str, ...]] = ("image",)
     outputs: ClassVar[dict[str, str]]  # output column -> MLflow type ("string", "double")
 
-    def training_split(self, finetune: FinetuneParams) -> str:
-        """The split it fine-tunes on (a task whose protocol is a parameter overrides this)."""
+    def training_split(self, finetune: FinetuneParams) -> str | tuple[str, ...]:
+        """The split(s) it fine-tunes on (a task whose protocol is a parameter overrides this)."""
         return self.train_split
 
     def scoring_splits(self, finetune: FinetuneParams) -> tuple[str, ...]:
@@ -79,14 +79,21 @@ class Task:
         raise NotImplementedError
 
     def pipeline(
-        self, split: str, spec: LoaderSpec, classes: list[str] | None = None, epoch: int = 0, readers: Split = "ranks"
+        self,
+        split: str | tuple[str, ...],
+        spec: LoaderSpec,
+        classes: list[str] | None = None,
+        epoch: int = 0,
+        readers: Split = "ranks",
     ):
-        """Batches of ``split``: training batches carry targets, evaluation ones ids too.
+        """Batches of ``split`` (or of several splits' shards together, e.g. VQA's train + val): training
+        batches carry targets, evaluation ones ids too.
 
         ``readers``: how the shards are divided (:data:`soho.data.shard_checks.Split`): ``ranks`` to
         train under DDP; scoring reads with ``workers``, so one rank sees the whole split.
         """
-        urls = shards.shard_urls(spec.shards, self.dataset, split)
+        splits = (split,) if isinstance(split, str) else split
+        urls = [url for name in splits for url in shards.shard_urls(spec.shards, self.dataset, name)]
         collate = spec.collate()
 
         def collate_keys(samples: list[dict]) -> dict:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,7 +37,15 @@ def split_questions(shards_root: Path, split: str) -> Iterator[list[dict]]:
         yield sample["json"]["questions"]
 
 
-def answer_vocabulary(shards_root: Path, size: int) -> list[str]:
+# protocol -> (the splits it trains on, the split it scores); test splits have no annotations
+PROTOCOLS: dict[str, tuple[tuple[str, ...], str]] = {
+    "val": (("train2014",), "val2014"),
+    "test-dev": (("train2014", "val2014"), "test-dev2015"),
+    "test-std": (("train2014", "val2014"), "test2015"),
+}
+
+
+def answer_vocabulary(shards_root: Path, size: int, splits: Sequence[str] = ("train2014",)) -> list[str]:
     """The ``size`` most frequent normalised answers of the VQA training questions, each as people typed it.
 
     Classes are counted by their normalised form, but each is emitted as its most frequent cleaned
@@ -46,7 +54,7 @@ def answer_vocabulary(shards_root: Path, size: int) -> list[str]:
     """
     counts: Counter[str] = Counter()
     surfaces: dict[str, Counter[str]] = defaultdict(Counter)
-    for questions in split_questions(shards_root, "train2014"):
+    for questions in (image for split in splits for image in split_questions(shards_root, split)):
         for question in questions:
             for answer in map(metrics.clean_answer, question["answers"]):
                 normalized = metrics.normalize_answer(answer)
@@ -56,7 +64,7 @@ def answer_vocabulary(shards_root: Path, size: int) -> list[str]:
 
 
 def questions_of(shards_root: Path, split: str) -> dict[int, dict]:
-    """Every annotated question of ``split`` by id (what the official evaluator reads)."""
+    """Every question of ``split`` by id (what the official evaluator reads; a test split's have no answers)."""
     questions = {}
     for image_questions in split_questions(shards_root, split):
         questions |= {q["question_id"]: q for q in image_questions}
@@ -70,8 +78,14 @@ class VQA(ClassificationTask):
     eval_splits = ("val2014",)
     outputs = {"answer": "string", "score": "double"}
 
+    def training_split(self, finetune: FinetuneParams) -> tuple[str, ...]:
+        return PROTOCOLS[finetune.vqa_protocol][0]
+
+    def scoring_splits(self, finetune: FinetuneParams) -> tuple[str, ...]:
+        return (PROTOCOLS[finetune.vqa_protocol][1],)
+
     def classes(self, shards_root: Path, finetune: FinetuneParams) -> list[str]:
-        return answer_vocabulary(shards_root, finetune.answer_vocab)
+        return answer_vocabulary(shards_root, finetune.answer_vocab, self.training_split(finetune))
 
     def to_samples(self, spec: LoaderSpec, classes: list[str] | None, epoch: int) -> Callable[[dict], list[dict]]:
         transform = spec.transform()
@@ -81,8 +95,8 @@ class VQA(ClassificationTask):
             pixels = transform(sample["jpg"].convert("RGB"))
             out = []
             for q in sample["json"]["questions"]:
-                target = torch.zeros(len(answer_index))
-                for answer, score in metrics.soft_scores(q["answers"]).items():
+                target = torch.zeros(len(answer_index))  # a test question (no answers) is only predicted
+                for answer, score in metrics.soft_scores(q.get("answers") or []).items():
                     if answer in answer_index:
                         target[answer_index[answer]] = score
                 out.append({"pixels": pixels, "text": q["question"], "target": target, "question_id": q["question_id"]})
@@ -110,8 +124,8 @@ class VQA(ClassificationTask):
         return {"answer": [module.answers[i] for i in chosen.tolist()], "score": scores.tolist()}
 
     def submission(self, predictions: dict[str, list]) -> list[dict]:
-        """The official ``[{"question_id", "answer"}]`` file of the scored split."""
-        return predictions.get(self.eval_splits[0], [])
+        """The official ``[{"question_id", "answer"}]`` file of the scored split (EvalAI's format for test-dev/std)."""
+        return next(iter(predictions.values()), [])
 
     def chance(self, batch: dict, classes: list[str] | None, rng: random.Random) -> list[str]:
         return [rng.choice(classes) for _ in batch["question_id"]]
@@ -124,6 +138,10 @@ class VQA(ClassificationTask):
 
     def report(self, guesses: list, targets: dict[str, list], context: dict) -> dict:
         ids = targets["question_id"]
-        report = metrics.vqa_report(dict(zip(ids, guesses, strict=True)), context["questions"])
+        questions = context["questions"]
+        if any(questions[q].get("answers") is None for q in ids):  # test-dev / test-std: the server scores it
+            report = {"questions": len(ids)}
+        else:
+            report = metrics.vqa_report(dict(zip(ids, guesses, strict=True)), questions)
         report["_predictions"] = [{"question_id": q, "answer": a} for q, a in zip(ids, guesses, strict=True)]
         return report

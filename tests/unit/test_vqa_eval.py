@@ -107,3 +107,62 @@ def test_a_typed_class_trains_on_its_normalised_answers():
     [out] = vqa.VQA().to_samples(spec, ["t-shirt", "no"], 0)(sample)
     assert out["target"].tolist() == pytest.approx([0.6, 1.0])
     assert torch.is_tensor(out["pixels"])
+
+
+@pytest.fixture(scope="module")
+def test_dev_shards(tiny_raw, tmp_path_factory):
+    """The tiny VQA shards plus a test-dev2015 split as the real archives have it: questions, no annotations."""
+    import json
+    import shutil
+
+    from soho.data import shards
+
+    raw = tmp_path_factory.mktemp("vqa-test-dev") / "raw"
+    shutil.copytree(tiny_raw / "vqa", raw / "vqa")
+    shutil.copytree(tiny_raw / "coco", raw / "coco")
+    val = json.loads((raw / "vqa" / "v2_OpenEnded_mscoco_val2014_questions.json").read_text())
+    questions = [q | {"question_id": q["question_id"] + 10**9} for q in val["questions"][:6]]
+    (raw / "vqa" / "v2_OpenEnded_mscoco_test-dev2015_questions.json").write_text(json.dumps({"questions": questions}))
+    (raw / "coco" / "test2015").mkdir()
+    for image_id in {q["image_id"] for q in questions}:
+        source = raw / "coco" / "val2014" / f"COCO_val2014_{image_id:012d}.jpg"
+        shutil.copy(source, raw / "coco" / "test2015" / f"COCO_test2015_{image_id:012d}.jpg")
+    shards.write_all(["vqa"], raw, raw.parent / "shards", 5, 0.0)
+    return raw.parent / "shards", [q["question_id"] for q in questions]
+
+
+def test_the_test_dev_protocol_trains_on_train_and_val_and_writes_the_evaluai_submission(test_dev_shards):
+    """SOHO's VQA protocol (issue 16 l): train2014 + val2014, then test-dev2015 answers for the server, no local score."""
+    import random
+
+    from soho.config import FinetuneParams
+    from soho.models.fusion import load_tokenizer
+    from soho.tasks.base import Scoring
+
+    from ..conftest import tiny_model
+
+    shards_root, test_ids = test_dev_shards
+    task, local, server = vqa.VQA(), FinetuneParams(), FinetuneParams(vqa_protocol="test-dev")
+    assert (task.training_split(local), task.scoring_splits(local)) == (("train2014",), ("val2014",))
+    assert (task.training_split(server), task.scoring_splits(server)) == (("train2014", "val2014"), ("test-dev2015",))
+    assert task.scoring_splits(FinetuneParams(vqa_protocol="test-std")) == ("test2015",)
+    tokenizer = load_tokenizer("minilm")
+    spec = LoaderSpec.build(shards_root, tokenizer, tiny_model(), 0, batch_size=4)
+    trained_on = sum(len(b["question_id"]) for b in task.pipeline(task.training_split(server), spec, ["yes", "no"]))
+    counted = sum(len(i) for s in ("train2014", "val2014") for i in vqa.split_questions(shards_root, s))
+    assert trained_on == counted
+    scoring = Scoring(spec, ["yes", "no"], server, {"chance": random.Random(0)})
+    [split] = task.scoring_splits(server)
+    report = task.evaluate_split({"chance": None}, split, scoring)["chance"]
+    rows = report.pop("_predictions")
+    assert report == {"questions": len(test_ids)}  # nothing to score locally: EvalAI does
+    assert sorted(r["question_id"] for r in rows) == sorted(test_ids)
+    assert task.submission({split: rows}) == rows and all(r["answer"] in ("yes", "no") for r in rows)
+
+
+def test_the_vocabulary_counts_every_training_split(monkeypatch):
+    """Under test-dev the classifier trains on train2014 + val2014: an answer only val has is a class too."""
+    by_split = {"train2014": [[{"answers": ["red"] * 10}]], "val2014": [[{"answers": ["blue"] * 10}]]}
+    monkeypatch.setattr(vqa, "split_questions", lambda root, split: iter(by_split[split]))
+    assert vqa.answer_vocabulary(None, 5) == ["red"]
+    assert vqa.answer_vocabulary(None, 5, ("train2014", "val2014")) == ["red", "blue"]
