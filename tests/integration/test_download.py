@@ -137,6 +137,40 @@ def test_fetch_all_from_manifest_with_manual_source(server, tmp_path):
         download.load_manifest(manifest)
 
 
+def test_nlvr2_per_split_image_archives_unpack_where_the_reader_finds_every_image(tmp_path):
+    """NLVR2's images come as train_img.zip (images/train/<directory>/), dev_img.zip (dev/) and
+    test1_img.zip (test1/) (issue 16 i): the paper manifest's three manual sources, placed by hand."""
+    import json
+
+    from soho.data import catalog
+
+    from ..conftest import REPO
+
+    layouts = {
+        "train_img.zip": ("images/train/7/", "train", {"directory": 7}),
+        "dev_img.zip": ("dev/", "dev", {}),
+        "test1_img.zip": ("test1/", "test1", {}),
+    }
+    raw = tmp_path / "raw"
+    (raw / "_downloads").mkdir(parents=True)
+    for filename, (prefix, split, extra) in layouts.items():
+        with zipfile.ZipFile(raw / "_downloads" / filename, "w") as z:
+            for side in (0, 1):
+                z.writestr(f"{prefix}{split}-1-0-img{side}.png", b"png")
+        row = {"identifier": f"{split}-1-0-0", "sentence": "two dogs", "label": "True"} | extra
+        (raw / "nlvr2").mkdir(exist_ok=True)
+        (raw / "nlvr2" / f"{split}.json").write_text(json.dumps(row) + "\n")
+    sources = [
+        s for s in download.load_manifest(REPO / "soho/data/manifests/paper.yaml") if s.name.startswith("nlvr2-images")
+    ]
+    assert sorted(s.filename for s in sources) == sorted(layouts)
+    download.fetch_all(sources, raw, FAST, progress=False)
+    splits = catalog.nlvr2(raw)
+    for split in ("train", "dev", "test1"):
+        [sample] = splits[split]
+        assert all(path.is_file() for path in sample.media.values()), (split, sample.media)
+
+
 def test_paper_manifest_parses():
     from ..conftest import REPO
 
@@ -321,6 +355,8 @@ def test_paper_manifest_pins_the_published_checksums():
         source = sources[name]
         assert len(source.sha256 or "") == 64 and source.size > 0 and source.pinned_from, name
     assert sources["coco-train2014"].size == 13510573713
+
+
 # Issue 15: an interrupted or corrupt archive is one line naming it (archives.CorruptArchiveError), not an EOFError traceback.
 
 
