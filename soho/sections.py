@@ -25,6 +25,7 @@ class Paths(Section):
     shards: Path = Path("shards")
     checkpoints: Path = Path("checkpoints")
     results: Path = Path("results")
+    weights: Path = Path("weights")  # the download stage's record of the starting weights (sources.json)
 
 
 class SplitSizes(Section):
@@ -69,6 +70,9 @@ class Download(Section):
     max_backoff_s: float = Field(default=30.0, gt=0)
     timeout_s: float = Field(default=60.0, gt=0)
     chunk_bytes: int = Field(default=1 << 20, gt=0)
+    # where the paper profile's starting weights come from (soho.data.weights); tests point them at loopback
+    torchvision_base: str = "https://download.pytorch.org/models"
+    hub_endpoint: str = "https://huggingface.co"
 
 
 class Shard(Section):

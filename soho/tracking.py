@@ -28,7 +28,7 @@ from soho.tracking_buffer import BufferedRun
 log = logging.getLogger(__name__)
 DEFAULT_URI = tracking_store.DEFAULT_URI
 # The first part of every MLflow metric key (README, "Metric keys"): where in a stage the value comes from.
-PHASES = ("train", "final", "heldout", "eval", "download", "shard", "validate")
+PHASES = ("train", "final", "heldout", "eval", "download", "weights", "shard", "validate")
 
 
 def git_commit() -> str:
