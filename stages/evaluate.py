@@ -17,7 +17,7 @@ def add_task(parser) -> None:
 
 def main(params, args) -> None:
     """Evaluate each fine-tuned variant (and chance) on the task's evaluation splits."""
-    score_task(params, args.task, args.kit.pipeline_id)
+    score_task(params, args.task, args.kit.pipeline_id, args.kit.ctx)
 
 
 if __name__ == "__main__":

@@ -31,8 +31,7 @@ def main(params, args) -> None:
 
             final = finetune(params, args.task, variant, ctx, tracking.step_logger(mlflow))
             mlflow.log_metrics(tracking.phase_metrics("final", final))
-    if ctx.is_main:
-        score_task(params, args.task, args.kit.pipeline_id)
+    score_task(params, args.task, args.kit.pipeline_id, ctx)  # every rank scores its part; rank 0 writes
 
 
 if __name__ == "__main__":

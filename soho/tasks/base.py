@@ -21,6 +21,7 @@ from soho.config import FinetuneParams
 from soho.data import shards
 from soho.data.loaders import LoaderSpec
 from soho.data.shard_checks import Split
+from soho.train.distributed import DistContext
 
 if TYPE_CHECKING:
     from soho.tasks.model import TaskModel
@@ -35,6 +36,8 @@ class Scoring:
     finetune: FinetuneParams
     rngs: dict[str, random.Random]
     device: torch.device = torch.device("cpu")  # where the models are; the batches move there
+    # under torchrun every rank scores its part of each split and the parts are gathered
+    ctx: DistContext = DistContext()
 
 
 class Task:

@@ -14,6 +14,7 @@ import torch
 
 from soho.data.loaders import LoaderSpec
 from soho.tasks.base import Scoring, Task
+from soho.train.distributed import all_gather_lists
 
 if TYPE_CHECKING:
     from soho.tasks.model import TaskModel
@@ -49,16 +50,21 @@ class ClassificationTask(Task):
         raise NotImplementedError
 
     def evaluate_split(self, modules: dict[str, TaskModel | None], split: str, scoring: Scoring) -> dict[str, dict]:
+        """Every variant's guesses on ``split``; under torchrun each rank reads its shards and the guesses
+        and targets are gathered, so every rank reports on the whole split."""
         predictions: dict[str, list] = {name: [] for name in modules}
         targets: dict[str, list] = {}
-        spec, classes = scoring.spec, scoring.classes
-        for batch in self.pipeline(split, spec, classes, readers="workers"):
+        spec, classes, ctx = scoring.spec, scoring.classes, scoring.ctx
+        for batch in self.pipeline(split, spec, classes, readers="ranks" if ctx.enabled else "workers"):
             moved = {k: v.to(scoring.device) if torch.is_tensor(v) else v for k, v in batch.items()}
             for name, module in modules.items():
                 guess = module.predict(moved) if module is not None else self.chance(batch, classes, scoring.rngs[name])
                 predictions[name] += guess
             for key, values in self.targets(batch).items():
                 targets.setdefault(key, []).extend(values)
+        predictions = {name: all_gather_lists(guesses, ctx) for name, guesses in predictions.items()}
+        keys = all_gather_lists(sorted(targets), ctx)  # a rank given no shard has no target keys
+        targets = {key: all_gather_lists(targets.get(key, []), ctx) for key in sorted(set(keys))}
         context = self.split_context(spec, split)
         return {name: self.report(guesses, targets, context) for name, guesses in predictions.items()}
 

@@ -23,6 +23,7 @@ from soho.models.vision import grid_mask
 from soho.objectives import itm
 from soho.objectives.pretraining import pretraining_step
 from soho.tasks.base import Scoring, Task
+from soho.train.distributed import DistContext, sum_across
 
 if TYPE_CHECKING:
     from soho.models.soho import SohoModel
@@ -121,7 +122,8 @@ class Retrieval(Task):
     def evaluate_split(self, modules: dict[str, TaskModel | None], split: str, scoring: Scoring) -> dict[str, dict]:
         finetune = scoring.finetune
         inputs = self.inputs(scoring.spec, split, finetune.retrieval_max_images or None)
-        return {name: recall_report(module, inputs, scoring.spec.seed, finetune) for name, module in modules.items()}
+        seed, ctx = scoring.spec.seed, scoring.ctx
+        return {name: recall_report(module, inputs, seed, finetune, ctx) for name, module in modules.items()}
 
     def inputs(self, spec: LoaderSpec, split: str, limit: int | None) -> dict[str, torch.Tensor]:
         """Each image once (``pixels`` (I,...)), every caption (``ids``/``masks`` (T,L)) and its image (T,)."""
@@ -151,9 +153,14 @@ class Retrieval(Task):
 
 @torch.no_grad()
 def recall_report(
-    module: TaskModel | None, inputs: dict[str, torch.Tensor], seed: int, finetune: FinetuneParams
+    module: TaskModel | None,
+    inputs: dict[str, torch.Tensor],
+    seed: int,
+    finetune: FinetuneParams,
+    ctx: DistContext = DistContext(),
 ) -> dict:
-    """Recall@K of one variant (``None``: chance scores) with each text's top-5 images."""
+    """Recall@K of one variant (``None``: chance scores) with each text's top-5 images (``ctx``: the ranks
+    that share its ITM pairs)."""
     texts, images = len(inputs["ids"]), len(inputs["pixels"])
     if module is None:
         scores = torch.rand(texts, images, generator=torch.Generator().manual_seed(seed))
@@ -167,6 +174,7 @@ def recall_report(
             chunk,
             finetune.retrieval_rerank_k,
             inputs.get("pixel_mask"),
+            ctx,
         )
     report = metrics.retrieval_metrics(scores, inputs["text_image"])
     top = scores.topk(min(5, images), dim=1).indices.tolist()
@@ -186,8 +194,13 @@ def match_matrix(
     chunk: int,
     rerank_k: int = 0,
     pixel_mask: torch.Tensor | None = None,
+    ctx: DistContext = DistContext(),
 ) -> torch.Tensor:
     """(texts, images) retrieval scores; each image goes through the CNN once.
+
+    Under torchrun (``ctx``) each rank encodes every image but runs ITM on every
+    ``world_size``-th pair only, and the ranks' scores are summed: the pairs' fusion passes,
+    which are nearly all of the cost (COCO 5k: 3.8 million pairs at top-128), are split.
 
     ``rerank_k == 0``: the ITM match probability of every pair (SOHO's protocol).
     ``rerank_k > 0``: ITC similarity ranks every pair, then ITM re-scores the top-k
@@ -215,12 +228,16 @@ def match_matrix(
         candidates.scatter_(1, scores.topk(rerank_k, dim=1).indices, True)
         candidates.scatter_(0, scores.topk(min(rerank_k, len(ids)), dim=0).indices, True)
         pairs = candidates.nonzero()
-    for start in range(0, len(pairs), chunk):
-        text, image = pairs[start : start + chunk].unbind(1)
+    mine = pairs[ctx.rank :: ctx.world_size]
+    matched = torch.zeros(len(ids), len(pixels))  # this rank's ITM probabilities, 0 elsewhere
+    for start in range(0, len(mine), chunk):
+        text, image = mine[start : start + chunk].unbind(1)
         cells = None if valid is None else valid[image]
         hidden = model.fuse(ids[text], masks[text], visual[image].float(), layout, visual_valid=cells)
         pooled = model.pool(hidden, masks[text], cells)
-        scores[text, image] = model.itm_head(pooled).softmax(-1)[:, 1].float().cpu()
+        matched[text, image] = model.itm_head(pooled).softmax(-1)[:, 1].float().cpu()
+    text, image = pairs.unbind(1)
+    scores[text, image] = sum_across(matched, ctx)[text, image]  # each pair was scored by one rank
     return scores
 
 

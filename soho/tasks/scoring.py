@@ -19,17 +19,25 @@ from soho.io import write_text
 from soho.tasks import finetune_params, get
 from soho.tasks.evaluation import CHANCE, evaluate
 from soho.tasks.run import load_finetuned
+from soho.train.distributed import DistContext
 
 
-def score_task(params: Params, task: str, pipeline_id: str) -> dict[str, dict]:
-    """Evaluate each variant (and chance) on the task's evaluation splits; one MLflow run ``evaluate@<task>``."""
+def score_task(params: Params, task: str, pipeline_id: str, ctx: DistContext = DistContext()) -> dict[str, dict]:
+    """Evaluate each variant (and chance) on the task's evaluation splits; one MLflow run ``evaluate@<task>``.
+
+    Under torchrun every rank calls it: the ranks share the scoring (:func:`evaluate`), rank 0
+    writes the results, the submission and the MLflow run.
+    """
     results = Path(params.paths.results)
     report: dict[str, dict] = {}
     submissions: dict[str, list] = {}
+    trained = get(task).variants(finetune_params(params, task).variants)
+    modules = {CHANCE: None} | {variant: load_finetuned(params, task, variant) for variant in trained}
+    scored = evaluate(params, task, modules, ctx)
+    if not ctx.is_main:
+        return scored
     with tracking.stage_run("evaluate", params, task, pipeline_id=pipeline_id) as mlflow:
-        trained = get(task).variants(finetune_params(params, task).variants)
-        modules = {CHANCE: None} | {variant: load_finetuned(params, task, variant) for variant in trained}
-        for variant, scores in evaluate(params, task, modules).items():
+        for variant, scores in scored.items():
             for split, values in scores.items():
                 predictions = values.pop("_predictions", None)
                 if predictions is not None and variant == "pretrained":

@@ -81,6 +81,28 @@ def gather_to_main(value: Any, ctx: DistContext) -> list[Any] | None:
     return gathered
 
 
+def all_gather_lists(values: list, ctx: DistContext) -> list:
+    """Every rank's list (picklable items) joined in rank order, on every rank: a collective.
+
+    Why every rank: evaluation sharded across ranks gives each the whole split's predictions,
+    so any rank's report is the report (rank 0 writes it).
+    """
+    if not ctx.enabled:
+        return list(values)
+    gathered: list[list] = [[] for _ in range(ctx.world_size)]
+    dist.all_gather_object(gathered, values)
+    return [item for part in gathered for item in part]
+
+
+def sum_across(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """The element-wise sum of ``tensor`` over the ranks (on ``ctx.device`` for the collective), on the CPU."""
+    if not ctx.enabled:
+        return tensor
+    moved = tensor.to(ctx.device)
+    dist.all_reduce(moved)
+    return moved.cpu()
+
+
 class _GatherWithLocalGradient(torch.autograd.Function):
     """all_gather whose backward returns this rank's slice of the incoming gradient, nothing summed.
 

@@ -34,7 +34,8 @@ from soho.models import visual_dictionary  # noqa: E402
 from soho.models.fusion import load_tokenizer  # noqa: E402
 from soho.models.visual_dictionary import VisualDictionary  # noqa: E402
 from soho.tasks import TASKS, finetune_params, get  # noqa: E402
-from soho.tasks.run import build, finetune  # noqa: E402
+from soho.tasks.evaluation import evaluate  # noqa: E402
+from soho.tasks.run import build, finetune, load_finetuned  # noqa: E402
 from soho.train import pretrain, variants  # noqa: E402
 from soho.train.distributed import DistContext, init_from_env  # noqa: E402
 from soho.train.loop import Trainer  # noqa: E402
@@ -155,6 +156,26 @@ def compare(params: Params, task: str, ctx: DistContext, out: Path) -> None:
         torch.save(state_of(module), out / f"compare-{task}-world{ctx.world_size}.pt")
 
 
+def scored(results: dict[str, dict]) -> dict:
+    """{variant: {split: (metrics, number of prediction rows)}}: what a sharded evaluation must reproduce."""
+    return {
+        variant: {
+            split: ({k: v for k, v in values.items() if k != "_predictions"}, len(values.get("_predictions", [])))
+            for split, values in splits.items()
+        }
+        for variant, splits in results.items()
+    }
+
+
+def evaluate_sharded_and_alone(params: Params, ctx: DistContext, report: dict) -> None:
+    """Every task's fine-tuned model scored with the ranks sharing the work, and (rank 0) by one process alone."""
+    for task in TASKS:
+        modules = {"pretrained": load_finetuned(params, task, "pretrained")}
+        report["eval_sharded"][task] = scored(evaluate(params, task, modules, ctx))
+        if ctx.is_main:
+            report["eval_alone"][task] = scored(evaluate(params, task, modules, DistContext()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("shards", type=Path)
@@ -165,6 +186,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     params = tiny_params(args.shards, args.out)
     report: dict = {"reseeds": 0, "local_rows": [], "gathered_rows": [], "batch_sizes": [], "eval_batches": {}}
+    report |= {"eval_sharded": {}, "eval_alone": {}}
     try:
         for task in COMPARED:
             compare(params, task, ctx, args.out)
@@ -179,6 +201,7 @@ def main() -> None:
             )
         for task in TASKS:
             finetune(params, task, "pretrained", ctx, progress=False)
+        evaluate_sharded_and_alone(params, ctx, report)
         if ctx.is_main:  # what one rank's evaluation readers see under torchrun: the whole split
             tokenizer = load_tokenizer(params.model.text.init)
             spec = LoaderSpec.build(params.paths.shards, tokenizer, params.model, params.seed, batch_size=3)

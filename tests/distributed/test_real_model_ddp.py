@@ -18,6 +18,7 @@ import torch
 
 from soho.data import shards
 from soho.data.catalog import DATASETS
+from soho.tasks import TASKS
 
 pytestmark = pytest.mark.slow  # two launches of Python and torch, ~20 short trainings of the tiny SOHO
 WORKER = Path(__file__).with_name("real_model_worker.py")
@@ -86,6 +87,25 @@ def test_held_out_and_evaluation_readers_see_the_whole_split_under_torchrun(runs
     assert main["pretrain_soho"]["heldout_pairs"] == total == main["pretrain_scl"]["heldout_pairs"]
     assert main["eval_batches"]["coco/val"] == total
     assert main["eval_batches"]["coco/val@ranks"] < total  # a training reader takes this rank's shards only
+
+
+def test_downstream_evaluation_is_shared_by_the_ranks_and_covers_the_whole_split(runs):
+    """Each rank scores its shards (retrieval: its ITM pairs) and the parts are gathered: every rank reports
+    on every example once, as one process does.
+
+    Not bitwise: the ranks batch other examples together than one process, so a near-tie can
+    flip an argmax; a lost or doubled shard shows in the row count.
+    """
+    main, other = report(runs, 0), report(runs, 1)
+    assert set(main["eval_sharded"]) == set(TASKS)
+    assert main["eval_sharded"] == other["eval_sharded"]  # every rank returns the whole split's report
+    for task, variants in main["eval_alone"].items():
+        for split, (alone, rows) in variants["pretrained"].items():
+            sharded, sharded_rows = main["eval_sharded"][task]["pretrained"][split]
+            assert sharded_rows == rows > 0, (task, split)
+            assert sharded.keys() == alone.keys(), (task, split)
+            for metric, value in alone.items():
+                assert sharded[metric] == pytest.approx(value, abs=5.0), (task, split, metric)
 
 
 @pytest.mark.parametrize("task", COMPARED)
