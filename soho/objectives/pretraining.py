@@ -14,6 +14,7 @@ from soho.models.soho import SohoModel
 from soho.models.vision import grid_mask
 from soho.models.visual_dictionary import VisualDictionary
 from soho.objectives import itc, itm, mlm, mvm, scl
+from soho.train import distributed
 
 
 def pretraining_step(
@@ -62,7 +63,10 @@ def pretraining_step(
     if weights.itc > 0:
         image_embed = model.image_embedding(visual, layout, valid)
         text_embed = model.text_embedding(input_ids, attention)
-        loss, acc, similarity = itc.itc_loss(image_embed, text_embed, model.logit_scale, same)
+        if gather and distributed.world_size() > 1:
+            loss, acc, similarity = gathered_itc(model, image_embed, text_embed, batch["image_key"])
+        else:
+            loss, acc, similarity = itc.itc_loss(image_embed, text_embed, model.logit_scale, same)
         total = total + weights.itc * loss
         out |= {"itc_loss": loss.detach(), "itc_acc": acc}
     if weights.scl > 0:
@@ -78,6 +82,22 @@ def pretraining_step(
         out["vd_indices"] = indices.detach()
     out["loss"] = total
     return out
+
+
+def gathered_itc(
+    model: SohoModel, image: torch.Tensor, text: torch.Tensor, image_key: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """ITC of every rank's embeddings against every rank's, as SCL's ``compute_con`` (``AllGather_multi``:
+    the gradient of this rank's rows only); returns (loss, accuracy, this rank's (B,B) block of the logits).
+
+    Why the local block: ITM draws its hard negatives inside this rank's batch, whose images and
+    texts are the ones it has fused.
+    """
+    keys, sizes = distributed.all_gather_rows(image_key)  # (N,): captions of one image are positives
+    image_all, text_all = distributed.gather_batch(image), distributed.gather_batch(text)  # (N, d) each
+    loss, acc, logits = itc.itc_loss(image_all, text_all, model.logit_scale, keys[:, None] == keys[None, :])
+    start = sum(sizes[: distributed.rank()])
+    return loss, acc, logits[start : start + len(image), start : start + len(image)]
 
 
 class Pretraining(nn.Module):

@@ -39,6 +39,16 @@ def init_from_env(prefer_cuda: bool = True) -> DistContext:
     return DistContext(rank, world, local, device)
 
 
+def world_size() -> int:
+    """The process group's size; 1 outside one (one process, or before ``init_process_group``)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    """This process's rank in the group; 0 outside one."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
 def mean_across(value: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     """The mean of ``value`` over the ranks, on ``ctx.device``.
 

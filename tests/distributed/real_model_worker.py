@@ -33,6 +33,7 @@ from soho.data.loaders import LoaderSpec, caption_pipeline  # noqa: E402
 from soho.models import visual_dictionary  # noqa: E402
 from soho.models.fusion import load_tokenizer  # noqa: E402
 from soho.models.visual_dictionary import VisualDictionary  # noqa: E402
+from soho.objectives import itc  # noqa: E402
 from soho.tasks import TASKS, finetune_params, get  # noqa: E402
 from soho.tasks.evaluation import evaluate  # noqa: E402
 from soho.tasks.run import build, finetune, load_finetuned  # noqa: E402
@@ -78,6 +79,18 @@ def count_reseeds(report: dict) -> None:
 
     VisualDictionary._seed = counted
     visual_dictionary.all_gather_rows = gathered
+
+
+def count_itc_rows(report: dict) -> None:
+    """The rows of every training ITC on this rank (SOHO + SCL's pre-training): every rank's, gathered."""
+    original = itc.itc_loss
+
+    def counted(image, text, logit_scale, same=None):
+        if torch.is_grad_enabled():  # training; the held-out evaluation scores its own batch
+            report["itc_rows"].append(int(image.shape[0]))
+        return original(image, text, logit_scale, same)
+
+    itc.itc_loss = counted
 
 
 def record_fits(report: dict, out: Path, rank: int) -> None:
@@ -186,13 +199,14 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     params = tiny_params(args.shards, args.out)
     report: dict = {"reseeds": 0, "local_rows": [], "gathered_rows": [], "batch_sizes": [], "eval_batches": {}}
-    report |= {"eval_sharded": {}, "eval_alone": {}}
+    report |= {"eval_sharded": {}, "eval_alone": {}, "itc_rows": []}
     try:
         for task in COMPARED:
             compare(params, task, ctx, args.out)
         if args.compare_only:
             return
         count_reseeds(report)
+        count_itc_rows(report)
         record_fits(report, args.out, ctx.rank)
         for variant in ("soho", "scl"):
             out_dir = variants.variant_dir(params, variant)

@@ -89,6 +89,15 @@ def test_held_out_and_evaluation_readers_see_the_whole_split_under_torchrun(runs
     assert main["eval_batches"]["coco/val@ranks"] < total  # a training reader takes this rank's shards only
 
 
+def test_scl_pretraining_contrasts_every_ranks_embeddings_as_the_official_code(runs):
+    """SCL's compute_con gathers image and text embeddings from every rank (AllGather_multi) before ITC."""
+    first, second = report(runs, 0), report(runs, 1)
+    scl0, scl1 = first["batch_sizes"][1], second["batch_sizes"][1]  # fit 2: SOHO + SCL (ITC on)
+    steps = len(scl0)  # later entries: retrieval fine-tuning, whose ITC stays within the rank's batch
+    assert first["itc_rows"][:steps] == second["itc_rows"][:steps] == [a + b for a, b in zip(scl0, scl1, strict=True)]
+    assert scl0 != scl1  # the ranks' batches differed in size: the gather took both
+
+
 def test_downstream_evaluation_is_shared_by_the_ranks_and_covers_the_whole_split(runs):
     """Each rank scores its shards (retrieval: its ITM pairs) and the parts are gathered: every rank reports
     on every example once, as one process does.
