@@ -83,11 +83,19 @@ def _json_kind(annotation: Any) -> str | None:
     return None
 
 
+def _allows_none(annotation: Any) -> bool:
+    return annotation is None or type(None) in get_args(annotation)
+
+
 def _value(variable: str, path: tuple[str, ...], text: str, annotation: Any) -> Any:
-    """Lists, mappings and sections are JSON; other values stay text (pydantic converts them)."""
+    """Lists, mappings and sections are JSON; other values stay text (pydantic converts them).
+
+    ``null`` unsets a value that may be unset, as in ``params.yaml`` (``SOHO_MODEL__VISION__WEIGHTS=null``:
+    a random CNN); left as text it would become the path ``null``.
+    """
     kind = _json_kind(annotation)
     if kind is None and annotation is not Any:
-        return text
+        return None if text == "null" and _allows_none(annotation) else text
     try:
         return json.loads(text)
     except json.JSONDecodeError:

@@ -257,3 +257,13 @@ def test_no_variant_or_no_soho_variant_is_an_error(monkeypatch):
         load_params(REPO / "params.yaml")
     monkeypatch.setenv("SOHO_FINETUNE__VARIANTS", '["pretrained"]')
     assert load_params(REPO / "params.yaml").finetune.variants == ("pretrained",)
+
+
+def test_null_unsets_a_value_that_may_be_unset_and_stays_text_where_it_may_not(monkeypatch):
+    """``SOHO_MODEL__VISION__WEIGHTS=null`` means a random CNN, as ``weights: null`` in the file; it was ``Path('null')``."""
+    monkeypatch.setenv("SOHO_PROFILE", "paper")
+    assert load_params(REPO / "params.yaml").model.vision.weights is not None  # the profile names ImageNet weights
+    monkeypatch.setenv("SOHO_MODEL__VISION__WEIGHTS", "null")
+    assert load_params(REPO / "params.yaml").model.vision.weights is None
+    monkeypatch.setenv("SOHO_MODEL__TEXT__INIT", "null")  # a str that may not be unset: the folder name "null"
+    assert load_params(REPO / "params.yaml").model.text.init == "null"
