@@ -74,7 +74,7 @@ def test_repo_paper_profile_validates():
 def test_embedded_only_shortcuts_do_not_reach_the_paper_profile():
     embedded, paper = load_params(REPO / "params.yaml"), load_params(REPO / "params.yaml", profile="paper")
     assert embedded.model.text.freeze_word_embeddings and not paper.model.text.freeze_word_embeddings
-    assert embedded.finetune.video_size == 64 and paper.finetune.video_size is None
+    assert embedded.finetune.video_size == 64 and paper.finetune.video_size == 224  # SCL cfg _config_lsmdc
     assert embedded.finetune.optim.checkpoint_every == 0 and paper.finetune.optim.checkpoint_every == 1000
 
 
