@@ -8,7 +8,7 @@ folder) to ``validate`` against ``reference/paper.yaml``, and writes every outpu
 declares. Two steps of batch 2 learn nothing, so validate must fail on the bands, and say so.
 
 Why not ``dvc repro``: the cuts are ``SOHO_*`` overrides, which a stage refuses under DVC
-(DVC would not record them); the commands and outputs are read from ``dvc.yaml`` itself.
+(DVC would not record them); the commands and outputs are DVC's own reading of ``dvc.yaml``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from soho.models.fusion import resolve_text_model
 from soho.models.starting_weights import BERT_REPO, BERT_REVISION
@@ -54,26 +53,13 @@ def bert_base_files(folder: Path) -> dict[str, bytes]:
 
 
 def stages() -> list[tuple[str, str, list[str]]]:
-    """(name, command, declared outputs) of every ``dvc.yaml`` stage in file order, ``foreach`` expanded."""
-    found = []
-    for name, spec in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items():
-        items = spec["foreach"].items() if "foreach" in spec else [(None, None)]
-        for key, item in items:
-            body = spec["do"] if key is not None else spec
+    """(name, command, declared outputs) of every root ``dvc.yaml`` stage in file order, as DVC expands them."""
+    from dvc.repo import Repo
 
-            def fill(text: str, key=key, item=item) -> str:
-                if key is None:
-                    return text
-                text = text.replace("${key}", key)
-                return text.replace("${item.data}", item["data"]) if item else text
-
-            outs = [
-                fill(next(iter(entry)) if isinstance(entry, dict) else entry)
-                for section in ("outs", "metrics", "plots")
-                for entry in body.get(section, [])
-            ]
-            found.append((name if key is None else f"{name}@{key}", fill(body["cmd"]), outs))
-    return found
+    with Repo(str(REPO)) as repo:  # DVC's own parser: ``foreach`` and ``${...}`` resolved, metrics and plots in outs
+        return [
+            (s.name, s.cmd, [o.def_path for o in s.outs]) for s in repo.index.stages if s.path_in_repo == "dvc.yaml"
+        ]
 
 
 def smoke_environment(work: Path, manifest: Path, hub: str) -> dict[str, str]:
