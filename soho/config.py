@@ -79,7 +79,31 @@ class Params(BaseSettings):
                 f"finetune.video_frames: {self.finetune.video_frames} exceeds model.vision.max_frames="
                 f"{self.model.vision.max_frames} (the temporal position embedding has that many rows)"
             )
+        self._multi_scale_keeps_the_ratio()
         return self
+
+    def _multi_scale_keeps_the_ratio(self) -> None:
+        for task in (None, *self.finetune.tasks):
+            settings = self.finetune if task is None else self.finetune.for_task(task)
+            if settings.train_scales is None:
+                continue
+            where = "finetune" if task is None else f"finetune.tasks.{task}"
+            if self.model.vision.resize != "keep_ratio":
+                raise ValueError(
+                    f"{where}.train_scales: {list(settings.train_scales)} needs model.vision.resize: keep_ratio "
+                    f"(got {self.model.vision.resize}: square images have one size)"
+                )
+            if settings.train_max_long_side < settings.train_scales[1]:
+                raise ValueError(
+                    f"{where}.train_max_long_side: {settings.train_max_long_side} is below the largest short side "
+                    f"{settings.train_scales[1]} of train_scales"
+                )
+            cells = -(-settings.train_max_long_side // 32)  # stride 32, padded to a multiple of 32
+            if cells > self.model.vision.max_grid:
+                raise ValueError(
+                    f"{where}.train_max_long_side: {settings.train_max_long_side} px gives {cells} grid cells, above "
+                    f"model.vision.max_grid {self.model.vision.max_grid}"
+                )
 
     @classmethod
     def settings_customise_sources(

@@ -34,7 +34,7 @@ MAIN_ROWS: dict[str, tuple[str, tuple[str, ...]]] = {  # task -> (split, metrics
         ("ir_r1", "ir_r5", "ir_r10", "ir_median_rank", "tr_r1", "tr_r5", "tr_r10", "tr_median_rank", "r_mean"),
     ),
     "vqa": ("val2014", ("overall", "yes_no", "number", "other")),  # finetune.vqa_protocol: val
-    "vqa:test-dev2015": ("test-dev2015", ("overall",)),  # the papers' split; EvalAI scores the submission
+    "vqa:test-dev2015": ("test-dev2015", ("overall",)),  # the papers' split: EvalAI's score, from server_scores/
     "nlvr2": ("dev", ("accuracy", "consistency")),
     "nlvr2:test1": ("test1", ("accuracy", "consistency")),
     "snli_ve": ("dev", ("accuracy",)),
@@ -57,12 +57,30 @@ BASELINES = (  # variant in results/<task>.json -> row label
 )
 
 
-def load_results(results_dir: Path) -> dict[str, dict]:
-    """Every ``<name>.json`` metrics file in ``results_dir`` (not the table itself)."""
+def load_results(results_dir: Path, server_dir: Path | None = None) -> dict[str, dict]:
+    """Every ``<name>.json`` metrics file in ``results_dir`` (not the table itself), with the
+    server's scores of ``server_dir/<name>.json`` (``paths.server_scores``) merged in.
+
+    A metric both hold is an error naming both files: a local number and a server's must not
+    silently replace each other (test-dev's local entry holds only its question count).
+    """
     found = {}
     for path in sorted(Path(results_dir).glob("*.json")):
         if path.stem != "table":
             found[path.stem] = json.loads(path.read_text())
+    for path in sorted(Path(server_dir).glob("*.json")) if server_dir is not None else ():
+        task = found.setdefault(path.stem, {})
+        for variant, splits in json.loads(path.read_text()).items():
+            held = task.setdefault(variant, {})
+            for split, metrics in splits.items():
+                local = held.setdefault(split, {})  # test-dev's local entry: its question count
+                both = sorted(set(local) & set(metrics))
+                if both:
+                    raise ValueError(
+                        f"{path}: {variant}/{split}/{both[0]} is also in {Path(results_dir) / path.name}: "
+                        "one metric, one source"
+                    )
+                local.update(metrics)
     return found
 
 

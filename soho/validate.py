@@ -68,6 +68,31 @@ def server_scored(reference_dir: Path, profile: str) -> dict[str, str]:
     return {key: entry.scored_by for key, entry in reported.metrics.items() if entry.scored_by is not None}
 
 
+def server_bands(reference_dir: Path, profile: str, results: Mapping[str, dict]) -> tuple[list[Band], dict[str, str]]:
+    """(bands, waiting): each server-scored paper number whose score was imported (``server_scores/``,
+    merged into ``results``) is a band like any other; the others, ``{key: who scores it}``, wait."""
+    scorers = server_scored(reference_dir, profile)
+    if not scorers:
+        return [], {}
+    reported = paper_numbers.load(Path(reference_dir) / "paper.yaml")
+    found, waiting = [], {}
+    for key, scorer in scorers.items():
+        entry = reported.metrics[key]
+        if lookup(results, key) is None:
+            waiting[key] = scorer
+        elif entry.soho is not None and entry.soho.value is not None and entry.tolerance is not None:
+            value, tolerance = entry.soho.value, entry.tolerance
+            found.append(Band(key, value - tolerance, value + tolerance, f"{entry.soho.source}; scored by {scorer}"))
+    return found, waiting
+
+
+def server_unbanded(reference_dir: Path, profile: str, results: Mapping[str, dict]) -> list[str]:
+    """Server-scored keys with an imported score but no SOHO value and tolerance: reported, not silently dropped."""
+    bands, waiting = server_bands(reference_dir, profile, results)
+    banded = {band.key for band in bands} | set(waiting)
+    return sorted(set(server_scored(reference_dir, profile)) - banded)
+
+
 def switched_off(expected: list[Band], trained: Mapping[str, tuple[str, ...]]) -> tuple[list[Band], list[Band]]:
     """(kept, skipped): bands on a fine-tuning variant that its task's variants leave out.
 

@@ -1,4 +1,4 @@
-"""DVC stage `report`: results/*.json + reference/ -> results/table.{json,md}; logged to MLflow.
+"""DVC stage `report`: results/*.json (+ server_scores/*.json) + reference/ -> results/table.{json,md}; logged to MLflow.
 
 The README embeds ``results/table.md`` between markers, rewritten here too, so the table
 a reader sees is always the generated one.
@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from soho import paper_numbers, report, stage, tracking
+from soho.eval import evalai
 from soho.io import write_text
 
 README_START, README_END = "<!-- results-table:start -->", "<!-- results-table:end -->"
@@ -37,7 +38,12 @@ def main(params, args) -> None:
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     runs = report.load_runs(Path(args.runs)) if params.profile == "embedded" else {}
-    table = report.build(report.load_results(results), paper_numbers.load(Path(args.reference)), header, runs)
+    server = Path(params.paths.server_scores) if params.profile == "paper" else None  # EvalAI scores a paper run
+    for line in evalai.stale(server) if server is not None else ():
+        print(f"report: {line}; the table leaves the server's scores out")
+        server = None
+    metrics = report.load_results(results, server)
+    table = report.build(metrics, paper_numbers.load(Path(args.reference)), header, runs)
     markdown = report.render_markdown(table)
     write_text(results / "table.json", json.dumps(table, indent=1))
     write_text(results / "table.md", markdown)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from soho import report, stage, validate
+from soho.eval import evalai
 from soho.tasks import TASKS, finetune_params
 
 
@@ -20,10 +21,14 @@ def trained_variants(params) -> dict[str, tuple[str, ...]]:
     return {task: tuple(finetune_params(params, task).variants) for task in TASKS}
 
 
-def selected(params, reference_dir: Path) -> tuple[list, list, int, list[str]]:
+def selected(params, reference_dir: Path, results: dict) -> tuple[list, list, int, list[str]]:
     """The profile's bands and claims of the trained variants, how many bands were skipped, and a
-    line per task those skips leave with no band of a trained variant (a failure)."""
-    every_band = validate.bands(reference_dir, params.profile)
+    line per task those skips leave with no band of a trained variant (a failure).
+
+    A server-scored number (VQA test-dev) is a band once its score is in ``paths.server_scores``.
+    """
+    imported, waiting = validate.server_bands(reference_dir, params.profile, results)
+    every_band = validate.bands(reference_dir, params.profile) + imported
     if not every_band:
         raise SystemExit(f"error: validate: no bands for profile {params.profile!r} in {reference_dir}/")
     trained = trained_variants(params)
@@ -33,8 +38,15 @@ def selected(params, reference_dir: Path) -> tuple[list, list, int, list[str]]:
         f"{', '.join(trained.get(task, ()))}; the reference has bands of: {', '.join(variants)})"
         for task, variants in validate.unchecked_tasks(every_band, expected).items()
     ]
-    for key, scorer in validate.server_scored(reference_dir, params.profile).items():
-        print(f"validate: {key} is not checked here: scored by {scorer}")
+    for key, scorer in waiting.items():
+        print(
+            f"validate: {key} is not checked here: scored by {scorer}; "
+            f"import the server's result with scripts/import_evalai.py into {params.paths.server_scores}/"
+        )
+    for band in imported:
+        print(f"validate: {band.key}: the server's score from {params.paths.server_scores}/ is checked")
+    for key in validate.server_unbanded(reference_dir, params.profile, results):
+        print(f"validate: {key}: a server's score with no paper value and tolerance to check it against")
     if skipped:
         names = sorted({band.key.split("/")[1] for band in skipped})
         print(f"validate: skipped {len(skipped)} bands of variants their task does not fine-tune: {', '.join(names)}")
@@ -58,9 +70,12 @@ def log_outcome(kit, checks: list, claim_checks: list, skipped: int, unchecked: 
 
 
 def main(params, args) -> None:
-    """Check every reference band of the profile against results/*.json."""
-    expected, claims, skipped, unchecked = selected(params, Path(args.reference_dir))
-    results = report.load_results(Path(params.paths.results))
+    """Check every reference band of the profile against results/*.json (and server_scores/*.json)."""
+    server = Path(params.paths.server_scores) if params.profile == "paper" else None  # EvalAI scores a paper run
+    stale = [f"validate: {line}" for line in evalai.stale(server)] if server is not None else []
+    results = report.load_results(Path(params.paths.results), None if stale else server)
+    expected, claims, skipped, unchecked = selected(params, Path(args.reference_dir), results)
+    unchecked += stale
     claim_checks = validate.check_claims(results, claims)
     for claim_check in claim_checks:
         print(f"validate: {claim_check.line()}")

@@ -31,7 +31,7 @@ def tiny_data() -> SyntheticData:
         msrvtt=SplitSizes(train=4, val=2, test=2),
         clip_frames=3,
         clip_size=32,
-        clip_format="mp4",  # the tests read MP4 clips, as the real MSR-VTT (PyAV); the embedded run GIFs
+        clip_format="mp4",  # MP4 clips, as the real MSR-VTT and the embedded run (PyAV)
     )
 
 

@@ -43,6 +43,19 @@ def image_transform(size: int, resize: str = "square", max_long_side: int = 1000
     )
 
 
+def multi_scale_transform(short_sides: tuple[int, int], max_long_side: int) -> v2.Compose:
+    """SOHO's multi-scale training resize (mmdet ``Resize``, ``multiscale_mode='range'``, ``keep_ratio``):
+    each image's short side a uniform integer in ``[low, high]``, the long side at most ``max_long_side``.
+
+    Drawn from torch's generator, which the DataLoader seeds per worker, so a run repeats.
+    """
+    low, high = short_sides
+    sizing = v2.RandomShortestSize(list(range(low, high + 1)), max_size=max_long_side, antialias=True)
+    return v2.Compose(
+        [v2.ToImage(), sizing, v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    )
+
+
 def key_id(key: str) -> int:
     return zlib.crc32(key.encode()) & 0x7FFFFFFF
 
@@ -72,6 +85,8 @@ class LoaderSpec:
     video_size: int | None = None  # video: frame side (None: image_size)
     resize: str = "square"  # model.vision.resize
     max_long_side: int = 1000  # model.vision.max_long_side (keep_ratio)
+    train_scales: tuple[int, int] | None = None  # finetune.train_scales (training pipelines only)
+    train_max_long_side: int = 1333  # finetune.train_max_long_side
 
     @classmethod
     def build(
@@ -89,6 +104,8 @@ class LoaderSpec:
         train = {"shuffle": optim.shuffle_buffer, "num_workers": optim.num_workers} if optim else {}
         size = batch_size if batch_size is not None else optim.batch_size
         sizing = {"resize": model.vision.resize, "max_long_side": model.vision.max_long_side}
+        if optim is not None and finetune is not None and finetune.train_scales is not None:
+            sizing |= {"train_scales": finetune.train_scales, "train_max_long_side": finetune.train_max_long_side}
         return cls(
             Path(shards_root),
             tokenizer,
@@ -102,7 +119,12 @@ class LoaderSpec:
         )
 
     def transform(self, size: int | None = None) -> v2.Compose:
-        """The image transform of this pipeline (``size``: another short side, e.g. video frames)."""
+        """The image transform of this pipeline (``size``: another short side, e.g. video frames).
+
+        A training pipeline with ``train_scales`` draws each image's size (multi-scale training).
+        """
+        if self.train_scales is not None and size is None:
+            return multi_scale_transform(self.train_scales, self.train_max_long_side)
         return image_transform(size or self.image_size, self.resize, self.max_long_side)
 
     def collate(self) -> Callable[[list[dict]], dict]:

@@ -86,7 +86,11 @@ class VisualDictionary(nn.Module):
     @staticmethod
     def usage(indices: torch.Tensor, size: int) -> dict[str, torch.Tensor]:
         """Perplexity of the assignment distribution and the fraction of entries used (0-dim, on ``indices``' device)."""
-        counts = torch.bincount(indices.reshape(-1), minlength=size).float()
+        return VisualDictionary.usage_of_counts(torch.bincount(indices.reshape(-1), minlength=size).float())
+
+    @staticmethod
+    def usage_of_counts(counts: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`usage` from (K,) assignment counts (summed over batches or ranks before the ratios are taken)."""
         probs = counts / counts.sum().clamp(min=1)
         entropy = -(probs[probs > 0] * probs[probs > 0].log()).sum()
         return {"vd_perplexity": entropy.exp(), "vd_used_fraction": (counts > 0).float().mean()}

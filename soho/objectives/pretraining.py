@@ -146,7 +146,9 @@ def itm_pairs(
     ids = torch.cat([input_ids, input_ids[negative_texts], input_ids[texts]])
     mask = torch.cat([attention, attention[negative_texts], attention[texts]])
     rows = None if valid is None else torch.cat([valid, valid[images], valid[negative_images]])
-    hidden = model.fuse(ids, mask, torch.cat([visual, visual[images], visual[negative_images]]), layout, visual_valid=rows)
+    hidden = model.fuse(
+        ids, mask, torch.cat([visual, visual[images], visual[negative_images]]), layout, visual_valid=rows
+    )
     labels = torch.cat([torch.ones_like(input_ids[:, 0]), torch.zeros_like(negative_texts), torch.zeros_like(texts)])
     return model.itm_logits(hidden, mask, rows), labels.long()
 

@@ -113,6 +113,19 @@ def sum_across(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return moved.cpu()
 
 
+def broadcast_buffers(module: torch.nn.Module, ctx: DistContext) -> None:
+    """Give every rank rank 0's buffers (BatchNorm statistics, the Visual Dictionary), in place.
+
+    Why: DDP keeps the weights equal, but each rank's last forward updated its own BatchNorm
+    running statistics; evaluation shared by the ranks must score one model. A collective.
+    """
+    if ctx.enabled:
+        for buffer in module.buffers():
+            moved = buffer.data.to(ctx.device)
+            dist.broadcast(moved, src=0)
+            buffer.data.copy_(moved)
+
+
 class _GatherWithLocalGradient(torch.autograd.Function):
     """all_gather whose backward returns this rank's slice of the incoming gradient, nothing summed.
 

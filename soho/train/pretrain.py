@@ -22,7 +22,7 @@ from soho.models.soho import SohoModel
 from soho.objectives.pretraining import Pretraining
 from soho.train import checkpoint
 from soho.train.curves import CurveLog
-from soho.train.distributed import DistContext
+from soho.train.distributed import DistContext, broadcast_buffers
 from soho.train.loop import Trainer
 from soho.train.variants import fingerprint, variant_dir
 
@@ -66,8 +66,9 @@ def run(
     trainer.on_log = log_step
     trainer.fit(lambda epoch: spec.loader(loaders.caption_pipeline(spec, datasets, "train", epoch)))
     metrics = curves.final()
+    broadcast_buffers(model, ctx)  # the ranks share the held-out batches: one model, rank 0's
+    metrics |= evaluate(module, params, tokenizer, ctx)
     if ctx.is_main:
-        metrics |= evaluate(module, params, tokenizer, ctx.device)
         with atomic_file(out_dir / "model.safetensors") as tmp:
             checkpoint.save_model(model, str(tmp))
         write_text(out_dir / "spec.json", json.dumps(params.model.model_dump(mode="json"), indent=1))

@@ -30,14 +30,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout's s
 
 from soho.config import OptimParams, Params, load_params, with_overrides  # noqa: E402
 from soho.data.loaders import LoaderSpec, caption_pipeline  # noqa: E402
+from soho.eval import heldout  # noqa: E402
 from soho.models import visual_dictionary  # noqa: E402
 from soho.models.fusion import load_tokenizer  # noqa: E402
+from soho.models.soho import SohoModel  # noqa: E402
 from soho.models.visual_dictionary import VisualDictionary  # noqa: E402
 from soho.objectives import itc  # noqa: E402
+from soho.objectives.pretraining import Pretraining  # noqa: E402
 from soho.tasks import TASKS, finetune_params, get  # noqa: E402
 from soho.tasks.evaluation import evaluate  # noqa: E402
 from soho.tasks.run import build, finetune, load_finetuned  # noqa: E402
-from soho.train import pretrain, variants  # noqa: E402
+from soho.train import checkpoint, pretrain, variants  # noqa: E402
 from soho.train.distributed import DistContext, init_from_env  # noqa: E402
 from soho.train.loop import Trainer  # noqa: E402
 
@@ -180,6 +183,23 @@ def scored(results: dict[str, dict]) -> dict:
     }
 
 
+HELDOUT_SMALL_BATCH = 2  # the held-out split (4 pairs) in two batches: one per rank
+
+
+def heldout_of_checkpoint(params: Params, out_dir: Path, ctx: DistContext, batch_size: int | None = None) -> dict:
+    """The saved pre-training checkpoint's held-out metrics, scored by ``ctx``'s ranks (one process: no collective).
+
+    ``batch_size``: another held-out batch than training's, so that the ranks' share of the split can be more
+    than the one batch the 4 held-out pairs make at the training batch of 4.
+    """
+    if batch_size is not None:
+        params = with_overrides(params, {"pretrain.optim.batch_size": batch_size}, source="test")
+    tokenizer = load_tokenizer(params.model.text.init)
+    model = SohoModel(params.model)
+    checkpoint.load_weights(model, out_dir / "model.safetensors")
+    return heldout.evaluate(Pretraining(model, params.pretrain.objectives, tokenizer), params, tokenizer, ctx)
+
+
 def evaluate_sharded_and_alone(params: Params, ctx: DistContext, report: dict) -> None:
     """Every task's fine-tuned model scored with the ranks sharing the work, and (rank 0) by one process alone."""
     for task in TASKS:
@@ -213,6 +233,13 @@ def main() -> None:
             report[f"pretrain_{variant}"] = pretrain.run(
                 variants.variant_params(params, variant), ctx, progress=False, out_dir=out_dir
             )
+            run_params = variants.variant_params(params, variant)
+            report[f"heldout_sharded_{variant}"] = heldout_of_checkpoint(run_params, out_dir, ctx, HELDOUT_SMALL_BATCH)
+            if ctx.is_main:
+                report[f"heldout_alone_{variant}"] = heldout_of_checkpoint(run_params, out_dir, DistContext())
+                report[f"heldout_alone_small_{variant}"] = heldout_of_checkpoint(
+                    run_params, out_dir, DistContext(), HELDOUT_SMALL_BATCH
+                )
         for task in TASKS:
             finetune(params, task, "pretrained", ctx, progress=False)
         evaluate_sharded_and_alone(params, ctx, report)

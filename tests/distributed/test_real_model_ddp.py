@@ -89,6 +89,27 @@ def test_held_out_and_evaluation_readers_see_the_whole_split_under_torchrun(runs
     assert main["eval_batches"]["coco/val@ranks"] < total  # a training reader takes this rank's shards only
 
 
+def held_out(metrics: dict) -> dict:
+    return {key: value for key, value in metrics.items() if key.startswith("heldout_")}
+
+
+@pytest.mark.parametrize("variant", ["soho", "scl"])
+def test_held_out_evaluation_is_shared_by_the_ranks_and_equals_one_process(runs, variant):
+    """Each rank scores every other held-out batch; the gathered metrics are one process's, bit for bit.
+
+    At training's batch of 4 the 4 held-out pairs are one batch (rank 1 scores none); at a batch of 2 each rank
+    scores one, so the gathered sums and the summed Visual Dictionary counts are checked too.
+    """
+    first, second = report(runs, 0), report(runs, 1)
+    in_training = held_out(first[f"pretrain_{variant}"])
+    assert {"heldout_mlm_acc", "heldout_itm_acc", "heldout_vd_perplexity", "heldout_pairs"} <= in_training.keys()
+    assert in_training["heldout_pairs"] == first["index_total"] == 4  # the whole held-out split (coco val)
+    assert in_training == held_out(second[f"pretrain_{variant}"]) == first[f"heldout_alone_{variant}"]
+    shared = first[f"heldout_sharded_{variant}"]
+    assert shared["heldout_pairs"] == first["index_total"]
+    assert shared == second[f"heldout_sharded_{variant}"] == first[f"heldout_alone_small_{variant}"]
+
+
 def test_scl_pretraining_contrasts_every_ranks_embeddings_as_the_official_code(runs):
     """SCL's compute_con gathers image and text embeddings from every rank (AllGather_multi) before ITC."""
     first, second = report(runs, 0), report(runs, 1)

@@ -11,6 +11,7 @@ from soho.data.archives import ArchiveError
 from soho.data.download import DownloadError, RetryPolicy
 
 from ..support.http_server import FixtureServer
+from ..support.paper_archives import tar_gz_bytes
 
 pytestmark = pytest.mark.network
 FAST = RetryPolicy(retries=3, backoff_s=0.01, max_backoff_s=0.05, timeout_s=5, chunk_bytes=1024)
@@ -249,17 +250,7 @@ def test_server_size_against_the_pin_fails_before_the_transfer(server, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
-def tar_gz_bytes(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-ARCHIVE = tar_gz_bytes({f"imgs/{i}.bin": os.urandom(4_000) for i in range(10)})
+ARCHIVE = tar_gz_bytes((f"imgs/{i}.bin", os.urandom(4_000)) for i in range(10))
 
 
 def archive_manifest(tmp_path, url, manual: str | None = None):

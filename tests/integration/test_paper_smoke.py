@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from soho.config import load_params
 from soho.models.fusion import resolve_text_model
 from soho.models.starting_weights import BERT_REPO, BERT_REVISION
 
@@ -31,7 +32,7 @@ from ..support.http_server import FixtureServer
 from ..support.hub_server import HubServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
-PATH_ROOTS = ("raw", "shards", "weights", "checkpoints", "results")  # params.paths: where each output goes
+PATH_ROOTS = ("raw", "shards", "weights", "checkpoints", "results", "server_scores")  # params.paths, under work/
 CUT_STEPS = 2
 
 
@@ -62,6 +63,14 @@ def stages() -> list[tuple[str, str, list[str]]]:
         ]
 
 
+def per_task_settings() -> dict[str, dict]:
+    """The paper profile's ``finetune.tasks`` without their schedules (VQA's multi-scale sizes, MSR-VTT's 1k-A split)."""
+    tasks = load_params(REPO / "params.yaml", "paper").finetune.tasks
+    kept = {task: {k: v for k, v in settings.items() if k != "optim"} for task, settings in tasks.items()}
+    assert kept["vqa"]["train_scales"] == [400, 800] and kept["retrieval_msrvtt"]["msrvtt_split"] == "1k-A"
+    return {task: settings for task, settings in kept.items() if settings}
+
+
 def smoke_environment(work: Path, manifest: Path, hub: str) -> dict[str, str]:
     """The paper profile with only data volume and step counts cut (and the outputs under ``work``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOHO_")}
@@ -78,7 +87,7 @@ def smoke_environment(work: Path, manifest: Path, hub: str) -> dict[str, str]:
         "SOHO_PRETRAIN__EVAL_SAMPLES": "4",
         "SOHO_PRETRAIN__OPTIM": json.dumps(optim),
         "SOHO_FINETUNE__OPTIM": json.dumps(optim),
-        "SOHO_FINETUNE__TASKS": json.dumps({"retrieval_msrvtt": {"msrvtt_split": "1k-A"}}),  # the profile's own
+        "SOHO_FINETUNE__TASKS": json.dumps(per_task_settings()),
         "SOHO_FINETUNE__VARIANTS": json.dumps(["pretrained"]),
         "SOHO_FINETUNE__EVAL_BATCH_SIZE": "2",
         "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",

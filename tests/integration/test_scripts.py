@@ -42,3 +42,18 @@ def test_committed_bands_are_what_make_bands_gives_for_the_committed_runs_and_cl
     assert out.read_text() == (REPO / "reference" / "embedded.yaml").read_text(), (
         "reference/embedded.yaml is stale: re-run scripts/make_bands.py reference/runs/*"
     )
+
+
+def test_evaluation_cost_counts_every_paper_split_with_coco_retrieval_the_largest():
+    """The README's evaluation-time table is this script's output: six splits, pair counts from the code's rule."""
+    result = subprocess.run(
+        [sys.executable, "scripts/evaluation_cost.py", "--tflops", "100"], cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in result.stdout.splitlines()[2:]}
+    assert len(rows) == 6 and "minutes at 100 TFLOP/s" in result.stdout
+    tflops = {name: float(row[4].replace(",", "")) for name, row in rows.items()}
+    assert max(tflops, key=tflops.get) == "COCO 5k test"
+    assert rows["COCO 5k test"][2] == f"{(25_010 + 5_000) * 128:,}" and rows["MSR-VTT 1k-A test"][3] == "280"
+    readme = (REPO / "README.md").read_text()
+    assert f"| {rows['COCO 5k test'][4]} | 23.0 |" in readme  # the committed table: 350 TFLOP/s, same counts

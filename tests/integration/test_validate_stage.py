@@ -119,3 +119,26 @@ def test_validate_skips_the_bands_of_a_variant_one_task_switches_off_in_its_own_
     other.write_text(json.dumps(data))
     missing = run_validate_stage(repo_copy)  # NLVR2 still fine-tunes pretrained_scl: its bands are checked
     assert missing.returncode == 1 and "nlvr2/pretrained_scl" in missing.stdout and "MISSING" in missing.stdout
+
+
+def test_an_imported_evalai_score_is_checked_against_the_papers_test_dev_number(repo_copy):
+    """Paper profile: VQA test-dev waits for the server's score, then is a band like any other."""
+    from soho.eval import evalai
+
+    key = "vqa/pretrained/test-dev2015/overall"
+    result = repo_copy / "evalai.json"
+    result.write_text(json.dumps([{"test-dev": {"overall": 73.0}}]))
+    evalai.import_result(result, repo_copy / "server_scores")
+    embedded = run_validate_stage(repo_copy)  # a paper run's server score is no part of an embedded run
+    assert embedded.returncode == 0 and "server_scores" not in embedded.stdout, embedded.stdout
+    (repo_copy / "server_scores" / "vqa.json").unlink()
+    params = repo_copy / "params.yaml"
+    params.write_text(params.read_text().replace("profile: embedded", "profile: paper", 1))
+    waiting = run_validate_stage(repo_copy)  # embedded numbers: the paper's bands fail, as they must
+    assert waiting.returncode == 1 and f"{key} is not checked here" in waiting.stdout, waiting.stdout
+    for overall, inside in ((73.0, True), (60.0, False)):
+        result.write_text(json.dumps([{"test-dev": {"overall": overall}}]))
+        evalai.import_result(result, repo_copy / "server_scores")
+        checked = run_validate_stage(repo_copy)
+        assert f"{key}: the server's score from server_scores/ is checked" in checked.stdout, checked.stdout
+        assert (key in checked.stdout.split("metrics outside their band")[1]) is not inside, checked.stdout

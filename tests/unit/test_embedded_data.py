@@ -169,10 +169,11 @@ def test_vqa_relation_questions_are_balanced_per_relation_and_right_on_both_axes
     assert not scenes.relation_holds(a, b, "below") and not scenes.relation_holds(a, b, "right of")
 
 
-def test_the_embedded_clips_are_gif_unless_mp4_is_asked_for(tmp_path):
-    """The embedded run's bands were made with GIF clips (params.yaml leaves data.clip_format at gif)."""
+def test_the_embedded_run_decodes_real_video_and_gif_stays_an_option(tmp_path):
+    """The default run writes H.264 MP4 clips, as the real MSR-VTT (its bands were made so); GIF only when asked."""
     from soho.config import load_params
+    from soho.sections import SyntheticData
 
-    assert load_params(REPO / "params.yaml").data.clip_format == "gif"
+    assert load_params(REPO / "params.yaml").data.clip_format == "mp4" == SyntheticData().clip_format
     raw = datasets.generate(tmp_path / "raw", tiny_data().model_copy(update={"clip_format": "gif"}), seed=0)
     assert sorted(p.suffix for p in (raw / "msrvtt" / "videos" / "all").iterdir()) == [".gif"] * 8

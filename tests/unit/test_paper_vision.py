@@ -186,3 +186,49 @@ def test_clipping_bounds_the_norm_of_all_parameters_together():
     )
     trainer.fit(lambda epoch: [{"x": torch.ones(2, 4)}])
     assert norms == [pytest.approx(10.0, rel=1e-4)]
+
+
+def test_vqa_trains_multi_scale_as_soho_and_scores_at_600_by_1000(monkeypatch):
+    """SOHO's VQA cfg: training Resize img_scale [(1333, 400), (1333, 800)] keep_ratio (mmdet 'range': the short
+    side a uniform integer in [400, 800], the long side at most 1333); test (1000, 600), as evaluation here."""
+    monkeypatch.delenv("SOHO_PROFILE", raising=False)
+    params = load_params(REPO / "params.yaml", "paper")
+    vqa = params.finetune.for_task("vqa")
+    assert (vqa.train_scales, vqa.train_max_long_side) == ((400, 800), 1333)
+    assert params.finetune.for_task("nlvr2").train_scales is None  # the other tasks: no multi-scale config exists
+    training = loaders.LoaderSpec.build(REPO, None, params.model, 0, optim=vqa.optim, finetune=vqa)
+    scoring = loaders.LoaderSpec.build(REPO, None, params.model, 0, batch_size=4, finetune=vqa)
+    torch.manual_seed(0)
+    wide = Image.new("RGB", (640, 480))
+    shapes = {tuple(training.transform()(wide).shape[1:]) for _ in range(40)}
+    assert len(shapes) > 20  # a new size nearly every time
+    for height, width in shapes:
+        assert 400 <= height <= 800 and abs(width / height - 4 / 3) < 0.01
+    panorama = training.transform()(Image.new("RGB", (2000, 400)))
+    assert panorama.shape[2] == 1333 and panorama.shape[1] < 400  # the long side's cap wins
+    assert tuple(scoring.transform()(wide).shape[1:]) == (600, 800)  # evaluation: one scale
+
+
+def test_multi_scale_needs_keep_ratio_and_room_for_its_largest_side():
+    from soho.config import ConfigError, Params, with_overrides
+
+    base = Params()
+    with pytest.raises(
+        ConfigError, match=r"finetune\.tasks\.vqa\.train_scales: \[400, 800\] needs model\.vision\.resize"
+    ):
+        with_overrides(base, {"finetune.tasks": {"vqa": {"train_scales": [400, 800]}}}, source="test")
+    keep_ratio = {"model.vision.resize": "keep_ratio", "model.image_size": 64, "model.vision.max_long_side": 128}
+    with pytest.raises(ConfigError, match=r"train_max_long_side: 300 is below the largest short side 400"):
+        with_overrides(base, {**keep_ratio, "finetune.train_scales": [64, 400], "finetune.train_max_long_side": 300})
+    with pytest.raises(ConfigError, match=r"need 32 <= low <= high"):
+        with_overrides(base, {**keep_ratio, "finetune.train_scales": [90, 80]}, "t")
+    with pytest.raises(
+        ConfigError, match=r"train_max_long_side: 1333 px gives 42 grid cells, above model\.vision\.max_grid 16"
+    ):
+        with_overrides(base, {**keep_ratio, "finetune.train_scales": [48, 80]}, "t")
+    with pytest.raises(ConfigError, match=r"vision\.max_grid: 16 is below the 32 grid cells of the long side"):
+        with_overrides(base, {**keep_ratio, "model.vision.max_long_side": 1000}, "t")
+    multi_scale = with_overrides(
+        base, {**keep_ratio, "finetune.train_scales": [48, 80], "finetune.train_max_long_side": 160}, "t"
+    )
+    assert multi_scale.finetune.train_scales == (48, 80)

@@ -104,7 +104,9 @@ def test_fine_tuning_with_a_frozen_dictionary_quantises_and_leaves_it_unchanged(
     assert indices is not None and not torch.equal(tokens, features)  # feature + projected entry
     ids = torch.randint(1000, 2000, (4, 6))
     for _ in range(3):
-        task({"pixels": pixels, "input_ids": ids, "attention_mask": torch.ones_like(ids), "label": torch.zeros(4).long()})
+        task(
+            {"pixels": pixels, "input_ids": ids, "attention_mask": torch.ones_like(ids), "label": torch.zeros(4).long()}
+        )
     assert torch.equal(model.vd.embedding, entries) and torch.equal(model.vd.idle_steps, idle)
 
 

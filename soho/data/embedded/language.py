@@ -47,8 +47,7 @@ def vqa_candidates(scene: Scene) -> dict[str, list[Question]]:
             if scene.count(t.shape) == 1
         ],
         "count": [
-            Question(f"how many {shape}s are there?", str(scene.count(shape)), "number", "how many")
-            for shape in SHAPES
+            Question(f"how many {shape}s are there?", str(scene.count(shape)), "number", "how many") for shape in SHAPES
         ],
         "exists": [
             Question(
