@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The seed x CPU-kernel matrix behind validate's bands and claims (one script regenerates them).
-# Usage: scripts/run_matrix.sh runs|heldout SEED:KERNEL [SEED:KERNEL ...]
+# Usage: scripts/run_matrix.sh runs|heldout [--tasks TASK,...] SEED:KERNEL [SEED:KERNEL ...]
 #   runs     each run goes to reference/runs/seed<SEED>-<KERNEL>; then the bands and claims are
 #            rebuilt from every folder in reference/runs/ (scripts/make_bands.py)
 #   heldout  each run goes to reference/heldout/seed<SEED>-<KERNEL>: seeds the bands never saw
@@ -9,11 +9,15 @@
 # KERNEL: native, avx2, avx, one-thread (see scripts/seed_run.sh). Example, on an AVX-512 CPU:
 #   scripts/run_matrix.sh runs 0:native 0:avx2 1:native 1:avx2 2:native
 #   scripts/run_matrix.sh heldout 5:native 6:avx2
+#   --tasks  a partial rerun of existing runs after a change that touches only those tasks
+#            (see scripts/seed_run.sh): pre-training must reproduce, the tasks' results are replaced
 # Each run takes the training stages' time of one embedded `dvc repro` (minutes on 2 cores);
 # the shards must exist (`dvc repro shard`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kind=$1; shift
+tasks=()
+if [ "${1:-}" = --tasks ]; then IFS=, read -r -a tasks <<< "$2"; shift 2; fi
 case "$kind" in runs|heldout) ;; *) echo "error: run_matrix.sh: first argument must be runs or heldout (got '$kind')" >&2; exit 2 ;; esac
 for cell in "$@"; do  # every cell is checked before the first (long) run starts
   seed=${cell%%:*} kernel=${cell#*:}
@@ -22,7 +26,7 @@ for cell in "$@"; do  # every cell is checked before the first (long) run starts
 done
 for cell in "$@"; do
   seed=${cell%%:*} kernel=${cell#*:}
-  bash scripts/seed_run.sh "$seed" "reference/$kind/seed$seed-$kernel" "$kernel"
+  bash scripts/seed_run.sh "$seed" "reference/$kind/seed$seed-$kernel" "$kernel" "${tasks[@]}"
 done
 export PATH="$PWD/.venv/bin:$PATH"
 [ "$kind" = runs ] && python scripts/make_bands.py reference/runs/* --out reference/embedded.yaml

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One reference run of the embedded pipeline's training stages, for validate's bands and claims.
-# Usage: scripts/seed_run.sh SEED OUT_DIR [KERNEL]
+# Usage: scripts/seed_run.sh SEED OUT_DIR [KERNEL [TASK ...]]
 #   KERNEL (the CPU floating-point kernels the run uses; default: native)
 #     native     whatever torch, MKL and oneDNN pick on this CPU
 #     avx2       ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 (an AVX2 CPU's kernels)
@@ -10,9 +10,20 @@
 # randomness (initialisation, data order, masking, negatives) and the kernels change, which is
 # the spread a CI run on another machine can show. Runs in a scratch git worktree of HEAD; copies
 # results/*.json to OUT_DIR with run.json (seed, kernel, CPU, commit, seconds).
+# TASK ...: a partial rerun into an existing OUT_DIR after a change that touches only those
+# tasks (e.g. retrieval_msrvtt after a video-decoding fix): pre-training runs again and must
+# reproduce the folder's pretrain*.json (throughput aside), else the run has to be made whole;
+# only the named tasks' results are replaced, and run.json lists the rerun (commit, tasks, seconds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seed=$1 out=$(realpath -m "$2") kernel=${3:-native}
+shift $(( $# < 3 ? $# : 3 )); rerun_tasks=("$@")
+if [ ${#rerun_tasks[@]} -gt 0 ]; then
+  [ -f "$out/run.json" ] || { echo "error: seed_run.sh: a partial rerun needs a whole run in $out (no run.json)" >&2; exit 2; }
+  old_seed=$(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(r['seed'], r['kernel'])" "$out/run.json")
+  [ "$old_seed" = "$seed $kernel" ] || {
+    echo "error: seed_run.sh: $out/run.json is seed/kernel '$old_seed', not '$seed $kernel'" >&2; exit 2; }
+fi
 case "$kernel" in
   native) ;;
   avx2) export ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 ;;
@@ -32,10 +43,31 @@ rm -f results/*.json  # HEAD's committed numbers must not pass for this run's
 start=$(date +%s)
 python stages/pretrain.py
 python stages/pretrain.py --variant scl
-for task in $(python -c "from soho.tasks import TASKS; print(*TASKS)"); do
+tasks=("${rerun_tasks[@]}")
+[ ${#tasks[@]} -gt 0 ] || read -r -a tasks <<< "$(python -c "from soho.tasks import TASKS; print(*TASKS)")"
+for task in "${tasks[@]}"; do
   python stages/finetune.py --task "$task"  # trains, then scores every variant
 done
 seconds=$(( $(date +%s) - start ))
+if [ ${#rerun_tasks[@]} -gt 0 ]; then
+  python - "$out" "$(git rev-parse HEAD)" "$seconds" "${rerun_tasks[@]}" <<'PY'
+import json, shutil, sys
+from pathlib import Path
+out, commit, seconds, tasks = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+for name in ("pretrain.json", "pretrain_scl.json"):  # the rerun stands on the same pre-training, or not at all
+    old, new = (json.loads(p.read_text()) for p in (out / name, Path("results") / name))
+    differs = sorted(k for k in set(old) | set(new) if k != "final_samples_per_s" and old.get(k) != new.get(k))
+    if differs:
+        sys.exit(f"error: seed_run.sh: {name} of this rerun differs from {out / name} in {differs}: make the run whole")
+for task in tasks:
+    shutil.copyfile(Path("results") / f"{task}.json", out / f"{task}.json")
+run = json.loads((out / "run.json").read_text())
+run.setdefault("reruns", []).append({"commit": commit, "tasks": tasks, "training_seconds": seconds})
+(out / "run.json").write_text(json.dumps(run, indent=1) + "\n")
+PY
+  echo "seed $seed ($kernel): ${rerun_tasks[*]} rerun into $out (${seconds} s)"
+  exit 0
+fi
 mkdir -p "$out"
 cp results/*.json "$out/"
 rm -f "$out/table.json"

@@ -4,6 +4,7 @@ Why PyAV: the public MSR-VTT archive holds H.264 MP4 files, which Pillow cannot 
 wheels bundle FFmpeg, so no system library is needed. Why lazily: a 30 s clip is hundreds of
 frames, while the model samples a handful, so :class:`VideoClip` keeps the compressed bytes,
 counts the frames by demuxing (no decoding) and decodes only up to the last frame it needs.
+Colour conversion is ours (:mod:`soho.data.yuv`), not FFmpeg's: its SIMD paths differ by CPU.
 """
 
 from __future__ import annotations
@@ -13,10 +14,15 @@ import io
 from collections.abc import Iterator, Sequence
 
 import av
+import numpy as np
 from PIL import Image
+
+from soho.data import yuv
 
 CONTAINERS = ("mp4", "webm", "avi", "mkv")  # members decoded by PyAV
 CLIP_MEMBERS = (*CONTAINERS, "gif")  # every member that holds a clip
+PLANAR_YUV = ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p")  # 8-bit: converted by us
+ITU709, ITU601, LIMITED_RANGE, FULL_RANGE = 1, 5, 1, 2  # FFmpeg's AVColorSpace / AVColorRange codes
 
 
 class DecodeError(ValueError):
@@ -54,13 +60,32 @@ class VideoClip:
         with ffmpeg_errors(self.name), av.open(io.BytesIO(self.data)) as container:
             for index, frame in enumerate(container.decode(video=0)):
                 if index in wanted:
-                    found[index] = frame.to_image().convert("RGB")
+                    found[index] = frame_to_image(frame)
                 if index >= wanted[-1]:
                     break
         if not found:
             raise ValueError(f"{self.name}: none of frames {wanted} of {self.n_frames} could be decoded")
         last = found[max(found)]  # a stream that decodes fewer frames than it has packets: the last stands in
         return [found.get(i, last) for i in indices]
+
+
+def frame_to_image(frame: av.VideoFrame) -> Image.Image:
+    """A decoded frame as RGB, converted in integers for 8-bit planar YUV (the same pixels on every CPU).
+
+    The matrix follows the frame's tags as FFmpeg would: BT.709 when tagged so, else BT.601; full
+    range for ``yuvj*`` or a full-range tag. Other formats (10-bit, RGB codecs) go through FFmpeg.
+    """
+    name = frame.format.name
+    if name not in PLANAR_YUV:
+        return frame.to_image().convert("RGB")
+    planes = [  # each (rows, width): the plane's buffer less its line padding
+        np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[: plane.height, : plane.width]
+        for plane in frame.planes
+    ]
+    full_range = name.startswith("yuvj") or frame.color_range == FULL_RANGE
+    coefficients = yuv.BT709 if frame.colorspace == ITU709 else yuv.BT601
+    matrix = yuv.Matrix(coefficients.kr, coefficients.kb, full_range)
+    return Image.fromarray(yuv.yuv_to_rgb(*planes, matrix=matrix), "RGB")
 
 
 def decode_member(key: str, data: bytes) -> VideoClip | Image.Image | None:
@@ -96,15 +121,21 @@ def sample_frames(clip: VideoClip | Image.Image, count: int) -> list[Image.Image
 
 
 def encode_mp4(frames: Sequence[Image.Image], fps: int = 10) -> bytes:
-    """H.264 MP4 bytes of RGB frames (yuv420p, as the public MSR-VTT files): the embedded generator's and the tests'."""
+    """H.264 MP4 bytes of RGB frames (yuv420p, as the public MSR-VTT files): the embedded generator's and the tests'.
+
+    The YUV planes come from :func:`soho.data.yuv.rgb_to_yuv420` (BT.601, limited range, tagged so),
+    not from FFmpeg's CPU-dependent conversion; x264's own SIMD does not change the decoded frames.
+    """
     buffer = io.BytesIO()
     width, height = frames[0].size
     with av.open(buffer, "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.colorspace, stream.codec_context.color_range = ITU601, LIMITED_RANGE  # tagged as made
         stream.options = {"crf": "18", "preset": "fast", "threads": "1"}  # one thread: the same bytes everywhere
         for image in frames:
-            for packet in stream.encode(av.VideoFrame.from_image(image.convert("RGB"))):
+            frame = av.VideoFrame.from_ndarray(yuv.rgb_to_yuv420(np.asarray(image.convert("RGB"))), format="yuv420p")
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

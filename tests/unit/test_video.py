@@ -105,3 +105,71 @@ def test_an_mp4_member_of_a_shard_decodes_to_a_clip_and_a_broken_one_is_a_bad_fi
     for broken in (data[: len(data) // 3], b"\x00\x00\x00\x18ftypmp42" + bytes(200), b"not a video at all"):
         with pytest.raises(ValueError, match=r"a \.mp4 file"):  # a bad file shard reports, naming it
             shards.check_media("mp4", broken)
+
+
+# The same pixels on every CPU: colour conversion in integers, not in FFmpeg's SIMD-dependent swscale.
+
+CPU_PROBE = """
+import ctypes, glob, hashlib, os, sys
+import av, numpy as np
+from PIL import Image
+if sys.argv[1] == "plain":  # FFmpeg without SIMD, as on a CPU it has no fast path for
+    avutil = glob.glob(os.path.join(os.path.dirname(av.__file__), "..", "av.libs", "libavutil-*.so*"))
+    ctypes.CDLL(avutil[0]).av_force_cpu_flags(ctypes.c_int(0))
+from soho.data import video
+yy, xx = np.mgrid[0:48, 0:64]
+frames = [Image.fromarray(np.stack([(xx * 4 + k * 9) % 256, (yy * 5 + k) % 256, (xx + 3 * yy) % 256], -1).astype(np.uint8))
+          for k in range(5)]
+data = video.encode_mp4(frames)
+decoded = video.VideoClip(data).frames(range(5))
+print(hashlib.sha256(data).hexdigest(), hashlib.sha256(b"".join(f.tobytes() for f in decoded)).hexdigest())
+"""
+
+
+def test_clips_encode_and_decode_to_the_same_bytes_whatever_simd_ffmpeg_uses():
+    import subprocess
+    import sys
+
+    def probe(mode: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-c", CPU_PROBE, mode], check=True, capture_output=True, text=True
+        ).stdout
+
+    assert probe("plain") == probe("simd")
+
+
+def test_the_integer_matrix_gives_bt601_and_bt709_codes():
+    import numpy as np
+
+    from soho.data import yuv
+
+    def codes(rgb: tuple[int, int, int], matrix: yuv.Matrix) -> list[int]:
+        planes = yuv.rgb_to_yuv420(np.full((2, 2, 3), rgb, np.uint8), matrix)  # (3, 2): Y Y / Y Y / Cb Cr
+        return [int(planes[0, 0]), int(planes[2, 0]), int(planes[2, 1])]
+
+    assert codes((255, 255, 255), yuv.BT601) == [235, 128, 128]
+    assert codes((0, 0, 0), yuv.BT601) == [16, 128, 128]
+    assert codes((255, 0, 0), yuv.BT601) == [81, 90, 240]  # BT.601's red
+    assert codes((255, 0, 0), yuv.BT709) == [63, 102, 240]  # BT.709's red
+    full = yuv.Matrix(yuv.BT601.kr, yuv.BT601.kb, full_range=True)
+    assert codes((255, 0, 0), full) == [76, 85, 255]
+    red = [np.array([[y]], np.uint8) for y in (81, 90, 240)]
+    back = yuv.yuv_to_rgb(*red).ravel().astype(int)
+    assert np.abs(back - [255, 0, 0]).max() <= 1, back  # the codes are rounded: within one level
+    other = yuv.yuv_to_rgb(*red, matrix=yuv.BT709).ravel().astype(int)
+    assert np.abs(other - [255, 0, 0]).max() > 10, other  # read with the wrong matrix: another colour
+
+
+def test_a_padded_odd_sized_frame_converts_as_closely_as_ffmpeg_does():
+    import av
+    import numpy as np
+
+    yy, xx = np.mgrid[0:21, 0:30]
+    rgb = np.stack([xx * 2, 40 + yy * 3, 250 - xx - yy * 2], -1).astype(np.uint8)  # (21, 30, 3), smooth as video is
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")  # odd height, padded lines
+    assert frame.planes[1].line_size > frame.planes[1].width and frame.height % 2
+    ours = np.asarray(video.frame_to_image(frame), np.int64)
+    theirs = np.asarray(frame.to_image(), np.int64)
+    assert ours.shape == theirs.shape == rgb.shape
+    error, ffmpeg_error = np.abs(ours - rgb).mean(), np.abs(theirs - rgb).mean()
+    assert error < 2 and error <= ffmpeg_error + 0.5, (error, ffmpeg_error)
