@@ -200,6 +200,13 @@ def heldout_of_checkpoint(params: Params, out_dir: Path, ctx: DistContext, batch
     return heldout.evaluate(Pretraining(model, params.pretrain.objectives, tokenizer), params, tokenizer, ctx)
 
 
+def wait_for_rank0_files() -> None:
+    """Rank 0 writes the checkpoints after the last step, so another rank may return before they exist:
+    every rank reads them next (CI once failed with rank 1's FileNotFoundError on model.safetensors)."""
+    if dist.is_initialized():
+        dist.barrier()
+
+
 def evaluate_sharded_and_alone(params: Params, ctx: DistContext, report: dict) -> None:
     """Every task's fine-tuned model scored with the ranks sharing the work, and (rank 0) by one process alone."""
     for task in TASKS:
@@ -233,6 +240,7 @@ def main() -> None:
             report[f"pretrain_{variant}"] = pretrain.run(
                 variants.variant_params(params, variant), ctx, progress=False, out_dir=out_dir
             )
+            wait_for_rank0_files()
             run_params = variants.variant_params(params, variant)
             report[f"heldout_sharded_{variant}"] = heldout_of_checkpoint(run_params, out_dir, ctx, HELDOUT_SMALL_BATCH)
             if ctx.is_main:
@@ -242,6 +250,7 @@ def main() -> None:
                 )
         for task in TASKS:
             finetune(params, task, "pretrained", ctx, progress=False)
+        wait_for_rank0_files()
         evaluate_sharded_and_alone(params, ctx, report)
         if ctx.is_main:  # what one rank's evaluation readers see under torchrun: the whole split
             tokenizer = load_tokenizer(params.model.text.init)
