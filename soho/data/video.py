@@ -132,7 +132,8 @@ def encode_mp4(frames: Sequence[Image.Image], fps: int = 10) -> bytes:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.colorspace, stream.codec_context.color_range = ITU601, LIMITED_RANGE  # tagged as made
-        stream.options = {"crf": "18", "preset": "fast", "threads": "1"}  # one thread: the same bytes everywhere
+        # one thread; the bitstream may still vary from run to run (x264's mb-tree), the decoded frames do not
+        stream.options = {"crf": "18", "preset": "fast", "threads": "1"}
         for image in frames:
             frame = av.VideoFrame.from_ndarray(yuv.rgb_to_yuv420(np.asarray(image.convert("RGB"))), format="yuv420p")
             for packet in stream.encode(frame):
