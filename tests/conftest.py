@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,22 @@ def tiny_model(
     """``params.yaml: model`` at test size: a 1-layer MiniLM fusion, a small VD, the reduced ResNet."""
     text = TextParams(num_layers=layers, freeze_word_embeddings=freeze_words)
     return ModelParams(text=text, vd=VdParams(size=vd, dead_after=dead_after), embed_dim=embed_dim)
+
+
+@contextlib.contextmanager
+def scratch_folder(request: pytest.FixtureRequest, tmp_path_factory, name: str) -> Iterator[Path]:
+    """A folder shared by a module's tests, removed when none of them failed while it lived.
+
+    Why: ``tmp_path_retention_policy = "failed"`` removes a passed test's own ``tmp_path``, but
+    pytest keeps every ``tmp_path_factory`` folder to the end of the session. A few of ours hold
+    gigabytes of checkpoints (the two-rank real-model runs, the DVC project), and all of them at once
+    ran the CI machine out of disk.
+    """
+    root = tmp_path_factory.mktemp(name)
+    failed_before = request.session.testsfailed
+    yield root
+    if request.session.testsfailed == failed_before:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ import torch
 from soho.data import shards
 from soho.data.catalog import DATASETS
 from soho.tasks import TASKS
+
+from ..conftest import scratch_folder
 
 pytestmark = pytest.mark.slow  # two launches of Python and torch, ~20 short trainings of the tiny SOHO
 WORKER = Path(__file__).with_name("real_model_worker.py")
@@ -41,13 +44,13 @@ def launch(shards_root: Path, out: Path, ranks: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_raw, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ddp-real")
-    small = root / "shards"
-    shards.write_all(DATASETS, tiny_raw, small, 2, 0.0)  # two samples per shard: several shards per split
-    launch(small, root / "ddp", ranks=2)
-    launch(small, root / "single", ranks=1)
-    return root
+def runs(tiny_raw, tmp_path_factory, request) -> Iterator[Path]:
+    with scratch_folder(request, tmp_path_factory, "ddp-real") as root:
+        small = root / "shards"
+        shards.write_all(DATASETS, tiny_raw, small, 2, 0.0)  # two samples per shard: several shards per split
+        launch(small, root / "ddp", ranks=2)
+        launch(small, root / "single", ranks=1)
+        yield root
 
 
 def report(runs: Path, rank: int) -> dict:

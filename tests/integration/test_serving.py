@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import REPO, tiny_model
+from ..conftest import REPO, scratch_folder, tiny_model
 from ..support.mlflow_ui import free_port, wait_ready
 
 PIPELINE = "pipeline-under-test"
 
 
 @pytest.fixture(scope="module")
-def logged(tiny_shards, tmp_path_factory):
+def logged(tiny_shards, tmp_path_factory, request):
     """(model URI, tracking URI, params, eval rows): `evaluate@vqa` run by ``score_task`` on a built, untrained model."""
     import mlflow
 
@@ -37,31 +37,31 @@ def logged(tiny_shards, tmp_path_factory):
     from soho.tasks.scoring import score_task
     from soho.train import checkpoint
 
-    root = tmp_path_factory.mktemp("serving")
-    overrides = {
-        "paths.shards": str(tiny_shards),
-        "paths.checkpoints": str(root / "checkpoints"),
-        "paths.results": str(root / "results"),
-        "model": tiny_model().model_dump(mode="json"),
-        "finetune.variants": ["pretrained"],
-        "finetune.eval_batch_size": 3,
-    }
-    params = with_overrides(load_params(REPO / "params.yaml"), overrides)
-    answers = get("vqa").classes(tiny_shards, finetune_params(params, "vqa"))
-    folder = variant_dir(params, "vqa", "pretrained")
-    folder.mkdir(parents=True)
-    checkpoint.save_model(build(params, "vqa", "scratch", answers), str(folder / "model.safetensors"))
-    (folder / "answers.json").write_text(json.dumps(answers))
-    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
-        patch.chdir(root)  # a SQLite store keeps its artifacts in ./mlruns
-        score_task(params, "vqa", PIPELINE)
-        mlflow.set_tracking_uri(tracking_uri)
-        [run] = mlflow.search_runs(
-            search_all_experiments=True, filter_string="tags.stage = 'evaluate'", output_format="list"
-        )
-        yield f"runs:/{run.info.run_id}/model", tracking_uri, params, answers
+    with scratch_folder(request, tmp_path_factory, "serving") as root:
+        overrides = {
+            "paths.shards": str(tiny_shards),
+            "paths.checkpoints": str(root / "checkpoints"),
+            "paths.results": str(root / "results"),
+            "model": tiny_model().model_dump(mode="json"),
+            "finetune.variants": ["pretrained"],
+            "finetune.eval_batch_size": 3,
+        }
+        params = with_overrides(load_params(REPO / "params.yaml"), overrides)
+        answers = get("vqa").classes(tiny_shards, finetune_params(params, "vqa"))
+        folder = variant_dir(params, "vqa", "pretrained")
+        folder.mkdir(parents=True)
+        checkpoint.save_model(build(params, "vqa", "scratch", answers), str(folder / "model.safetensors"))
+        (folder / "answers.json").write_text(json.dumps(answers))
+        tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+            patch.chdir(root)  # a SQLite store keeps its artifacts in ./mlruns
+            score_task(params, "vqa", PIPELINE)
+            mlflow.set_tracking_uri(tracking_uri)
+            [run] = mlflow.search_runs(
+                search_all_experiments=True, filter_string="tags.stage = 'evaluate'", output_format="list"
+            )
+            yield f"runs:/{run.info.run_id}/model", tracking_uri, params, answers
 
 
 def vqa_rows(shards: Path) -> list[dict]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ..conftest import REPO, tiny_data
+from ..conftest import REPO, scratch_folder, tiny_data
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -25,23 +25,23 @@ def run(cmd, cwd, check=True):
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def project(tmp_path_factory, request):
     """A git+DVC project with the repo's stages and code, and tiny data sizes."""
-    root = tmp_path_factory.mktemp("project")
-    for name in ("soho", "stages", "profiles", "ablations"):
-        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "dvc.yaml", root)
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"] = tiny_data().model_dump(mode="json")
-    params["model"]["image_size"] = 64
-    params["model"]["text"]["num_layers"] = 1
-    params["pretrain"]["eval_samples"] = 4
-    params["pretrain"]["optim"].update(steps=3, batch_size=4, checkpoint_every=2, log_every=1, num_workers=0)
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    run(["git", "init", "-q"], root)
-    run(["dvc", "init", "-q"], root)
-    run(["dvc", "config", "core.analytics", "false"], root)
-    return root
+    with scratch_folder(request, tmp_path_factory, "project") as root:
+        for name in ("soho", "stages", "profiles", "ablations"):
+            shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(REPO / "dvc.yaml", root)
+        params = yaml.safe_load((REPO / "params.yaml").read_text())
+        params["data"] = tiny_data().model_dump(mode="json")
+        params["model"]["image_size"] = 64
+        params["model"]["text"]["num_layers"] = 1
+        params["pretrain"]["eval_samples"] = 4
+        params["pretrain"]["optim"].update(steps=3, batch_size=4, checkpoint_every=2, log_every=1, num_workers=0)
+        (root / "params.yaml").write_text(yaml.safe_dump(params))
+        run(["git", "init", "-q"], root)
+        run(["dvc", "init", "-q"], root)
+        run(["dvc", "config", "core.analytics", "false"], root)
+        yield root
 
 
 def stages_to_run(project):
