@@ -2,8 +2,8 @@
 
 Why: the embedded profile must exercise the same readers, shards and models as the
 paper profile without any download. Every file is a pure function of the seed and
-the sizes in ``params.yaml`` (same seed -> byte-identical tree, except the bitstreams of
-MP4 clips, which x264 varies from run to run: their decoded frames are identical). The writers live by
+the sizes in ``params.yaml`` (same seed -> byte-identical tree on any CPU, MP4 clips included:
+``soho.data.video.encode_mp4`` pins x264 to its C code without mb-tree). The writers live by
 kind: ``captioned`` (COCO, Flickr30k, Visual Genome), ``task_sets`` (VQA, NLVR2,
 SNLI-VE) and ``clips`` (MSR-VTT); each draws from its own random stream.
 """
