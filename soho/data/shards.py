@@ -24,6 +24,7 @@ from PIL import Image
 
 from soho.data import video
 from soho.data.catalog import DATASETS, ShardSample
+from soho.data.integrity import sha256_of
 from soho.data.shard_checks import SPLITTERS, ShardCheck, ShardError, Split, check_tail, raise_shard_error
 from soho.io import atomic_entries, remove_leftovers, write_text
 
@@ -127,7 +128,8 @@ def write_dataset(name: str, raw: Path, out: Path, max_per_shard: int, max_bad_f
     for split, samples in sorted(splits.items()):
         keyed = checked_keys(samples, f"{name}/{split}")
         stats, shards = write_split(keyed, str(folder / f"{split}-%06d.tar"), max_per_shard)
-        index[split] = {"shards": shards, "samples": stats.samples, "bad": stats.bad_files}
+        digests = {shard: sha256_of(folder / shard) for shard in shards}  # what a fingerprint of the data reads
+        index[split] = {"shards": shards, "samples": stats.samples, "bad": stats.bad_files, "sha256": digests}
         result[split] = {"samples": stats.samples, "bad": stats.bad, "bad_fraction": round(stats.bad_fraction, 6)}
         if stats.bad_fraction > max_bad_fraction:
             examples = "; ".join(f"{b['key']} ({b['reason']})" for b in stats.bad_files[:5])
@@ -160,6 +162,17 @@ def write_all(datasets: Iterable[str], raw: Path, out: Path, max_per_shard: int,
         summary = {"datasets": stats, "total": totals}
         write_text(staging / STATS, json.dumps(summary, indent=1, sort_keys=True))
     return summary
+
+
+def dataset_digest(shards: Path, dataset: str) -> str:
+    """The text of ``shards/<dataset>/index.json``: it names every shard with its sha256 and count.
+
+    Why: a resumable stage keeps a finished run whose fingerprint matches; without the data in
+    it, a run trained on other shards (re-generated, re-downloaded) would be handed back as new.
+    Empty when the data set has no shards yet (nothing can have been trained on them).
+    """
+    index_path = Path(shards) / dataset / "index.json"
+    return index_path.read_text() if index_path.exists() else ""
 
 
 def shard_urls(shards: Path, dataset: str, split: str) -> list[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from soho.config import Params
+from soho.data import shards
 from soho.data.loaders import LoaderSpec
 from soho.io import atomic_file, write_text
 from soho.models.fusion import load_tokenizer
@@ -61,6 +62,7 @@ def finetune(params: Params, task: str, variant: str, ctx: DistContext, on_log=N
         + variant
         + json.dumps(settings.model_dump(mode="json"))
         + code_digest(("tasks", "eval"))
+        + shards.dataset_digest(Path(params.paths.shards), get(task).dataset)  # the task's shards, by sha256
     )
     checkpoint.start_over_if_changed(train_dir, current, ctx.is_main)
     if checkpoint.is_finished(train_dir, current) and (out / "model.safetensors").exists():

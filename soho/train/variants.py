@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from soho.config import ConfigError, Params, with_overrides
+from soho.data import shards
 
 # Pre-training variant -> its name under checkpoints/ and results/ (and its DVC stage).
 VARIANTS = {"soho": "pretrain", "scl": "pretrain_scl"}
@@ -23,6 +24,7 @@ PRETRAIN_CODE = (
     "eval/heldout.py",
     "data/loaders.py",
     "data/shards.py",
+    "data/integrity.py",
     "data/shard_checks.py",
     "sections.py",
 )
@@ -80,5 +82,6 @@ def fingerprint(params: Params) -> str:
     )
     stats = Path(params.paths.shards) / "stats.json"
     blob += stats.read_text() if stats.exists() else ""
+    blob += "".join(shards.dataset_digest(Path(params.paths.shards), name) for name in params.pretrain.datasets)
     blob += code_digest(PRETRAIN_CODE)
     return hashlib.sha256(blob.encode()).hexdigest()

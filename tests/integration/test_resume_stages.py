@@ -5,6 +5,7 @@ and run again, through the real shard pipeline and a DataLoader with two workers
 final weights must be bitwise those of an uninterrupted run.
 """
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,13 @@ import torch
 from safetensors.torch import load_file
 
 from soho.config import load_params, with_overrides
+from soho.data import shards as shard_io
+from soho.data.embedded import datasets
 from soho.tasks.run import finetune, variant_dir
 from soho.train import checkpoint, pretrain
 from soho.train.distributed import DistContext
 
-from ..conftest import REPO
+from ..conftest import REPO, tiny_data
 
 pytestmark = pytest.mark.slow  # six short trainings of the tiny SOHO: about a minute on 2 cores
 SCHEDULE = {"steps": 5, "batch_size": 4, "warmup_steps": 1, "checkpoint_every": 2, "log_every": 1, "num_workers": 2}
@@ -85,3 +88,16 @@ def test_a_killed_fine_tuning_resumes_to_bitwise_the_uninterrupted_weights(tmp_p
     finetune(resumed_params, "snli_ve", "scratch", DistContext(), progress=False)
     weights = [variant_dir(p, "snli_ve", "scratch") / "model.safetensors" for p in (straight_params, resumed_params)]
     assert_same_tensors(*weights)
+
+
+def test_a_finished_fine_tuning_is_kept_and_trained_again_when_its_shards_change(tmp_path, tiny_raw):
+    """The stage keeps a finished variant; re-generated data with the same counts must not be handed the old one."""
+    shards = tmp_path / "shards"
+    shard_io.write_all(["snli_ve"], tiny_raw, shards, 5, 0.0)
+    params = tiny_params(tmp_path, shards, "run")
+    assert finetune(params, "snli_ve", "scratch", DistContext(), progress=False)  # trained: its last metrics
+    assert finetune(params, "snli_ve", "scratch", DistContext(), progress=False) == {}  # finished: kept
+    other = datasets.generate(tmp_path / "other" / "raw", tiny_data(), seed=1)  # same sizes, other scenes
+    shutil.rmtree(shards)
+    shard_io.write_all(["snli_ve"], other, shards, 5, 0.0)
+    assert finetune(params, "snli_ve", "scratch", DistContext(), progress=False)  # other shards: trained again

@@ -308,3 +308,15 @@ def test_rank_two_of_two_reads_its_shards_for_training_and_every_shard_for_evalu
     assert own == everything[4:8]  # the second of three shards
     for readers in ("workers", "none"):
         assert [k for b in shards.pipeline(urls, to_tensor, 2, collate, split=readers) for k in b["key"]] == everything
+
+
+def test_the_index_names_every_shard_with_its_sha256(tiny_shards):
+    import hashlib
+
+    index = json.loads((tiny_shards / "coco" / "index.json").read_text())
+    for split, entry in index.items():
+        assert sorted(entry["sha256"]) == sorted(entry["shards"]), split
+        for name, digest in entry["sha256"].items():
+            assert hashlib.sha256((tiny_shards / "coco" / name).read_bytes()).hexdigest() == digest, name
+    assert shards.dataset_digest(tiny_shards, "coco") == (tiny_shards / "coco" / "index.json").read_text()
+    assert shards.dataset_digest(tiny_shards, "no_such_dataset") == ""
