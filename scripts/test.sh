@@ -9,7 +9,7 @@ bash scripts/bootstrap.sh --dev
 export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export TOKENIZERS_PARALLELISM=false
 ruff check soho stages tests scripts
-# the tests need ~4 GB at a time in pytest's temporary folder (paper-size checkpoints): say what there is
+# the tests need ~11 GB at their peak in pytest's temporary folder (paper-size checkpoints): say what there is
 echo "free for pytest's temporary folders: $(df -h --output=avail "${TMPDIR:-/tmp}" | tail -1 | tr -d ' ')"
 python -m pytest "$@"
 # the committed results must belong to the committed code: dvc.lock has to match the tree
