@@ -1,7 +1,11 @@
-"""The SOHO pre-training step: MLM + MVM on one masked forward, ITM on matched pairs and negatives both ways.
+"""The SOHO pre-training step: MLM + MVM on one masked forward; ITM on that forward or on one of its own.
 
-Each objective has a weight (``params.yaml: pretrain.objectives``); weight 0 removes it
-(and its forward work) from the step, so ablations are parameter sweeps.
+ITM's pairs follow ``pretrain.objectives.itm_negatives``: ``soho`` as the official SOHO code
+(half the captions swapped for another image's, MLM, MVM and ITM read off the one masked
+forward: one fusion pass of B rows), ``albef`` as ALBEF (a second, unmasked forward over B
+matched pairs and 2B negatives both ways: three times the rows). Each objective has a weight
+(``params.yaml: pretrain.objectives``); weight 0 removes it (and its forward work) from the
+step, so ablations are parameter sweeps.
 """
 
 from __future__ import annotations
@@ -37,19 +41,26 @@ def pretraining_step(
     total = visual.sum() * 0.0
     text_len = input_ids.shape[1]
     use_mvm = weights.mvm > 0 and indices is not None
-    if weights.mlm > 0 or use_mvm:
-        special = mlm.special_positions(input_ids, attention, special_ids)
+    same = batch["image_key"][:, None] == batch["image_key"][None, :] if "image_key" in batch else None
+    shared_itm = weights.itm > 0 and weights.itm_negatives == "soho"
+    # the masked forward's texts: SOHO's ITM swaps half of them (MLM then reads the swapped ones, as
+    # the official code); ITC and SCL below keep the matched pairs
+    text_ids, text_mask, itm_labels = (
+        swapped_captions(input_ids, attention, same, generator) if shared_itm else (input_ids, attention, None)
+    )
+    if weights.mlm > 0 or use_mvm or shared_itm:
+        special = mlm.special_positions(text_ids, text_mask, special_ids)
         masked_ids, labels = (
             mlm.mask_tokens(
-                input_ids, special, mask_id, model.fusion.config.vocab_size, weights.mlm_probability, generator
+                text_ids, special, mask_id, model.fusion.config.vocab_size, weights.mlm_probability, generator
             )
             if weights.mlm > 0
-            else (input_ids, None)
+            else (text_ids, None)
         )
         visual_masked = (
             mvm.choose_masked_tokens(indices, weights.mvm_probability, generator, valid) if use_mvm else None
         )
-        hidden = model.fuse(masked_ids, attention, visual, layout, visual_masked, valid)
+        hidden = model.fuse(masked_ids, text_mask, visual, layout, visual_masked, valid)
         if labels is not None:
             loss, acc = mlm.mlm_loss(hidden[:, :text_len], labels, model.mlm_head)
             total = total + weights.mlm * loss
@@ -58,7 +69,10 @@ def pretraining_step(
             loss, acc = mvm.mvm_loss(model.mvm_logits(hidden[:, text_len:]), indices, visual_masked)
             total = total + weights.mvm * loss
             out |= {"mvm_loss": loss.detach(), "mvm_acc": acc}
-    same = batch["image_key"][:, None] == batch["image_key"][None, :] if "image_key" in batch else None
+        if itm_labels is not None:
+            loss, acc = itm.itm_loss(model.itm_logits(hidden, text_mask, valid), itm_labels)
+            total = total + weights.itm * loss
+            out |= {"itm_loss": loss.detach(), "itm_acc": acc}
     similarity = None
     if weights.itc > 0:
         image_embed = model.image_embedding(visual, layout, valid)
@@ -73,7 +87,7 @@ def pretraining_step(
         loss, parts = semantic_completion(model, batch, visual, layout, weights, mask_id, generator, gather, valid)
         total = total + weights.scl * loss
         out |= {"scl_loss": loss.detach()} | parts
-    if weights.itm > 0:
+    if weights.itm > 0 and not shared_itm:
         logits, labels = itm_pairs(model, batch, visual, layout, similarity, same, generator, valid)
         loss, acc = itm.itm_loss(logits, labels)
         total = total + weights.itm * loss
@@ -117,6 +131,28 @@ class Pretraining(nn.Module):
         if "vd_indices" in out and self.model.vd is not None:
             out |= VisualDictionary.usage(out.pop("vd_indices"), self.model.vd.size)  # on the model's device
         return out
+
+
+def swapped_captions(
+    input_ids: torch.Tensor,
+    attention: torch.Tensor,
+    same: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SOHO's ITM pairs: (texts (B,L), their attention (B,L), labels (B,): 1 matched, 0 swapped).
+
+    As the official data loader (``VisualLanguagePretrain.create_item``): each caption, with
+    probability 1/2, is replaced by a caption of another image, drawn uniformly (here from the
+    batch, never another caption of the same image: ``same`` (B,B)). A row with no other image
+    in the batch stays matched.
+    """
+    batch = len(input_ids)
+    rows, columns = itm.sample_negatives(torch.zeros(batch, batch, device=input_ids.device), same, generator)
+    coin = torch.rand(len(rows), generator=generator, device=input_ids.device) < 0.5  # (R,) swap this row
+    source = torch.arange(batch, device=input_ids.device)
+    source[rows[coin]] = columns[coin]
+    labels = (source == torch.arange(batch, device=input_ids.device)).long()
+    return input_ids[source], attention[source], labels
 
 
 def itm_pairs(

@@ -150,3 +150,65 @@ def test_mean_pooling_varies_with_input_where_minilm_cls_does_not():
         spreads[pooling] = (summary.std(0).mean() / summary.std()).item()
         assert pooled.shape == (3, encoder.hidden)
     assert spreads["mean"] > 20 * spreads["cls"]
+
+
+def test_soho_itm_swaps_about_half_the_captions_for_another_images():
+    from soho.objectives.pretraining import swapped_captions
+
+    # 60 images with two captions each: caption i is token id i, rows 2k and 2k+1 show image k
+    image = torch.arange(120) // 2
+    same = image[:, None] == image[None, :]
+    ids = torch.arange(120)[:, None].repeat(1, 3)
+    texts, mask, labels = swapped_captions(ids, torch.ones_like(ids), same, torch.Generator().manual_seed(0))
+    source = texts[:, 0]
+    kept = labels == 1
+    assert torch.equal(source[kept], torch.arange(120)[kept])  # a matched row keeps its own caption
+    assert (image[source[~kept]] != image[~kept]).all()  # a swapped one: a caption of another image
+    assert 0.35 < (~kept).float().mean() < 0.65  # SOHO's coin: 1/2
+    assert mask.shape == ids.shape
+    # one image in the batch: nothing to swap with, every pair stays matched
+    one = torch.ones(4, 4, dtype=torch.bool)
+    _, _, labels = swapped_captions(ids[:4], torch.ones_like(ids[:4]), one, torch.Generator().manual_seed(0))
+    assert labels.tolist() == [1, 1, 1, 1]
+
+
+def _counting_fuse(model, monkeypatch) -> list[int]:
+    calls: list[int] = []
+    fuse = model.fuse
+
+    def counted(input_ids, *args, **kwargs):
+        calls.append(len(input_ids))
+        return fuse(input_ids, *args, **kwargs)
+
+    monkeypatch.setattr(model, "fuse", counted)
+    return calls
+
+
+def test_soho_itm_reads_mlm_mvm_and_itm_off_one_forward_and_albef_adds_its_own(monkeypatch):
+    from soho.config import ObjectiveParams
+    from soho.models.fusion import load_tokenizer
+    from soho.models.soho import SohoModel
+    from soho.objectives.pretraining import pretraining_step
+
+    from ..conftest import tiny_model
+
+    torch.manual_seed(0)
+    model = SohoModel(tiny_model(embed_dim=32))
+    tokenizer = load_tokenizer("minilm")
+    texts = ["a red circle", "two blue squares", "a green triangle", "a white diamond"] * 2
+    batch = dict(tokenizer(texts, padding=True, return_tensors="pt"))
+    batch["pixels"] = torch.randn(8, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    batch["image_key"] = torch.arange(8)
+    special = torch.tensor(tokenizer.all_special_ids)
+    calls = _counting_fuse(model, monkeypatch)
+    for mode, rows in (("soho", [8]), ("albef", [8, 24])):
+        calls.clear()
+        weights = ObjectiveParams(mlm=1.0, mvm=1.0, itm=2.0, itm_negatives=mode)
+        out = pretraining_step(model, batch, weights, special, tokenizer.mask_token_id, torch.Generator().manual_seed(0))
+        assert calls == rows, mode  # soho: B rows once; albef: then B positives + 2B negatives
+        assert {"mlm_acc", "mvm_acc", "itm_acc"} <= set(out)
+        total = sum(getattr(weights, k) * out[f"{k}_loss"] for k in ("mlm", "mvm", "itm"))
+        assert torch.isclose(out["loss"], total, rtol=1e-4)
+        model.zero_grad()
+        out["loss"].backward()
+        assert model.itm_head.weight.grad.abs().sum() > 0  # ITM trains in either mode
