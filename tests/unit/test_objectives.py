@@ -204,7 +204,9 @@ def test_soho_itm_reads_mlm_mvm_and_itm_off_one_forward_and_albef_adds_its_own(m
     for mode, rows in (("soho", [8]), ("albef", [8, 24])):
         calls.clear()
         weights = ObjectiveParams(mlm=1.0, mvm=1.0, itm=2.0, itm_negatives=mode)
-        out = pretraining_step(model, batch, weights, special, tokenizer.mask_token_id, torch.Generator().manual_seed(0))
+        out = pretraining_step(
+            model, batch, weights, special, tokenizer.mask_token_id, torch.Generator().manual_seed(0)
+        )
         assert calls == rows, mode  # soho: B rows once; albef: then B positives + 2B negatives
         assert {"mlm_acc", "mvm_acc", "itm_acc"} <= set(out)
         total = sum(getattr(weights, k) * out[f"{k}_loss"] for k in ("mlm", "mvm", "itm"))

@@ -12,13 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
-from soho.config import ModelParams, OptimParams, VisionParams, load_params
+from soho.config import ModelParams, ObjectiveParams, OptimParams, VisionParams, load_params
 from soho.data import loaders
 from soho.models.fusion import load_tokenizer
 from soho.models.soho import SohoModel
 from soho.models.vision import VisualEmbeddings, grid_mask, sine_positions
 from soho.models.visual_dictionary import VisualDictionary
 from soho.objectives import mvm
+from soho.objectives.pretraining import pretraining_step
 from soho.train.loop import Trainer, build_optimizer, lr_factor
 
 from ..conftest import REPO, tiny_model
@@ -162,6 +163,9 @@ def test_paper_profile_takes_soho_vision_and_optimiser(monkeypatch):
     assert (optim.cnn_optimizer, optim.cnn_lr, optim.cnn_momentum, optim.cnn_weight_decay) == ("sgd", 0.01, 0.9, 1e-4)
     assert (optim.lr, optim.weight_decay, optim.clip) == (1e-4, 0.01, 10.0)
     assert (optim.schedule, optim.decay_at, optim.decay_factor) == ("step", (0.625, 0.875), 0.1)
+    assert params.pretrain.objectives.itm_negatives == "soho"  # ITM on the masked forward, as SOHO's code
+    monkeypatch.delenv("SOHO_PROFILE")
+    assert load_params(REPO / "params.yaml").pretrain.objectives.itm_negatives == "albef"  # its bands' pairs
     assert ModelParams().vision.resize == "square" and ModelParams().vision.position == "learned"
 
 
@@ -232,3 +236,24 @@ def test_multi_scale_needs_keep_ratio_and_room_for_its_largest_side():
         base, {**keep_ratio, "finetune.train_scales": [48, 80], "finetune.train_max_long_side": 160}, "t"
     )
     assert multi_scale.finetune.train_scales == (48, 80)
+
+
+def test_soho_itm_on_padded_images_keeps_each_images_padding_mask(monkeypatch):
+    """SOHO's ITM swaps captions, not images: ITM pools each row over its own image's real cells."""
+    torch.manual_seed(0)
+    model = SohoModel(tiny_model(vd=8)).eval()
+    pixel_mask = torch.ones(4, 64, 128, dtype=torch.bool)
+    pixel_mask[1::2, :, 64:] = False  # images 1 and 3 are 64 x 64, padded on the right
+    ids = torch.tensor([[101, 2003, 2417, 102], [101, 2048, 3756, 102], [101, 1037, 4418, 102], [101, 2062, 2630, 102]])
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "image_key": torch.arange(4)}
+    batch |= {"pixels": torch.randn(4, 3, 64, 128), "pixel_mask": pixel_mask}
+    seen = []
+    itm_logits = model.itm_logits
+    monkeypatch.setattr(
+        model, "itm_logits", lambda hidden, mask, valid=None: seen.append(valid) or itm_logits(hidden, mask, valid)
+    )
+    weights = ObjectiveParams(mlm=1.0, mvm=1.0, itm=1.0, itm_negatives="soho")
+    with torch.no_grad():
+        out = pretraining_step(model, batch, weights, torch.tensor([101, 102]), 103, torch.Generator().manual_seed(0))
+    assert len(seen) == 1 and torch.equal(seen[0], grid_mask(pixel_mask, (1, 2, 4)))
+    assert torch.isfinite(out["itm_loss"])
