@@ -159,25 +159,28 @@ def test_soho_itm_swaps_about_half_the_captions_for_another_images():
     image = torch.arange(120) // 2
     same = image[:, None] == image[None, :]
     ids = torch.arange(120)[:, None].repeat(1, 3)
-    texts, mask, labels = swapped_captions(ids, torch.ones_like(ids), same, torch.Generator().manual_seed(0))
+    attention = torch.ones_like(ids)
+    attention[:, 1:] = (torch.arange(120)[:, None] % 3 > torch.arange(2)).long()  # 1-3 real tokens by caption
+    texts, mask, labels = swapped_captions(ids, attention, same, torch.Generator().manual_seed(0))
     source = texts[:, 0]
     kept = labels == 1
     assert torch.equal(source[kept], torch.arange(120)[kept])  # a matched row keeps its own caption
     assert (image[source[~kept]] != image[~kept]).all()  # a swapped one: a caption of another image
     assert 0.35 < (~kept).float().mean() < 0.65  # SOHO's coin: 1/2
-    assert mask.shape == ids.shape
+    assert torch.equal(mask, attention[source])  # the attention mask travels with its caption
     # one image in the batch: nothing to swap with, every pair stays matched
     one = torch.ones(4, 4, dtype=torch.bool)
     _, _, labels = swapped_captions(ids[:4], torch.ones_like(ids[:4]), one, torch.Generator().manual_seed(0))
     assert labels.tolist() == [1, 1, 1, 1]
 
 
-def _counting_fuse(model, monkeypatch) -> list[int]:
-    calls: list[int] = []
+def _counting_fuse(model, monkeypatch) -> list[torch.Tensor]:
+    """Records the input ids of every fusion forward."""
+    calls: list[torch.Tensor] = []
     fuse = model.fuse
 
     def counted(input_ids, *args, **kwargs):
-        calls.append(len(input_ids))
+        calls.append(input_ids)
         return fuse(input_ids, *args, **kwargs)
 
     monkeypatch.setattr(model, "fuse", counted)
@@ -207,7 +210,10 @@ def test_soho_itm_reads_mlm_mvm_and_itm_off_one_forward_and_albef_adds_its_own(m
         out = pretraining_step(
             model, batch, weights, special, tokenizer.mask_token_id, torch.Generator().manual_seed(0)
         )
-        assert calls == rows, mode  # soho: B rows once; albef: then B positives + 2B negatives
+        assert [len(ids) for ids in calls] == rows, mode  # soho: B rows once; albef: then B positives + 2B negatives
+        if mode == "soho":  # the one forward reads the swapped captions (masking keeps most tokens of each)
+            swapped = (calls[0] != batch["input_ids"]).sum(1) > 2
+            assert swapped.any() and not swapped.all()
         assert {"mlm_acc", "mvm_acc", "itm_acc"} <= set(out)
         total = sum(getattr(weights, k) * out[f"{k}_loss"] for k in ("mlm", "mvm", "itm"))
         assert torch.isclose(out["loss"], total, rtol=1e-4)

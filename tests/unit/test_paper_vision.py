@@ -18,7 +18,7 @@ from soho.models.fusion import load_tokenizer
 from soho.models.soho import SohoModel
 from soho.models.vision import VisualEmbeddings, grid_mask, sine_positions
 from soho.models.visual_dictionary import VisualDictionary
-from soho.objectives import mvm
+from soho.objectives import mvm, pretraining
 from soho.objectives.pretraining import pretraining_step
 from soho.train.loop import Trainer, build_optimizer, lr_factor
 
@@ -243,7 +243,8 @@ def test_soho_itm_on_padded_images_keeps_each_images_padding_mask(monkeypatch):
     torch.manual_seed(0)
     model = SohoModel(tiny_model(vd=8)).eval()
     pixel_mask = torch.ones(4, 64, 128, dtype=torch.bool)
-    pixel_mask[1::2, :, 64:] = False  # images 1 and 3 are 64 x 64, padded on the right
+    for image in range(1, 4):  # image i keeps 4 - i of its 4 grid columns: every row's mask is its own
+        pixel_mask[image, :, 128 - 32 * image :] = False
     ids = torch.tensor([[101, 2003, 2417, 102], [101, 2048, 3756, 102], [101, 1037, 4418, 102], [101, 2062, 2630, 102]])
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "image_key": torch.arange(4)}
     batch |= {"pixels": torch.randn(4, 3, 64, 128), "pixel_mask": pixel_mask}
@@ -252,8 +253,12 @@ def test_soho_itm_on_padded_images_keeps_each_images_padding_mask(monkeypatch):
     monkeypatch.setattr(
         model, "itm_logits", lambda hidden, mask, valid=None: seen.append(valid) or itm_logits(hidden, mask, valid)
     )
+    labels = []
+    swap = pretraining.swapped_captions
+    monkeypatch.setattr(pretraining, "swapped_captions", lambda *a: labels.append(swap(*a)[2]) or swap(*a))
     weights = ObjectiveParams(mlm=1.0, mvm=1.0, itm=1.0, itm_negatives="soho")
     with torch.no_grad():
         out = pretraining_step(model, batch, weights, torch.tensor([101, 102]), 103, torch.Generator().manual_seed(0))
-    assert len(seen) == 1 and torch.equal(seen[0], grid_mask(pixel_mask, (1, 2, 4)))
+    assert (labels[0] == 0).any()  # some captions were swapped...
+    assert len(seen) == 1 and torch.equal(seen[0], grid_mask(pixel_mask, (1, 2, 4)))  # ... the masks were not
     assert torch.isfinite(out["itm_loss"])
