@@ -38,7 +38,9 @@ def synthetic_batch(tokenizer, batch: int, size: int, length: int) -> dict[str, 
     generator = torch.Generator().manual_seed(0)
     words = torch.randint(1000, 20000, (batch, length - 2), generator=generator)
     texts = [tokenizer.decode(row) for row in words]
-    encoded = dict(tokenizer(texts, padding=True, truncation=True, max_length=length, return_tensors="pt"))  # as the loader
+    encoded = dict(
+        tokenizer(texts, padding=True, truncation=True, max_length=length, return_tensors="pt")
+    )  # as the loader
     encoded["pixels"] = torch.randn(batch, 3, size, size, generator=generator)
     encoded["image_key"] = torch.arange(batch) // 2
     return encoded
