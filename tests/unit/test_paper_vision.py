@@ -255,7 +255,13 @@ def test_soho_itm_on_padded_images_keeps_each_images_padding_mask(monkeypatch):
     )
     labels = []
     swap = pretraining.swapped_captions
-    monkeypatch.setattr(pretraining, "swapped_captions", lambda *a: labels.append(swap(*a)[2]) or swap(*a))
+
+    def recorded_swap(*args):  # one call: the labels recorded are those the step uses
+        swapped = swap(*args)
+        labels.append(swapped[2])
+        return swapped
+
+    monkeypatch.setattr(pretraining, "swapped_captions", recorded_swap)
     weights = ObjectiveParams(mlm=1.0, mvm=1.0, itm=1.0, itm_negatives="soho")
     with torch.no_grad():
         out = pretraining_step(model, batch, weights, torch.tensor([101, 102]), 103, torch.Generator().manual_seed(0))
