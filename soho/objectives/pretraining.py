@@ -70,9 +70,7 @@ def pretraining_step(
             total = total + weights.mvm * loss
             out |= {"mvm_loss": loss.detach(), "mvm_acc": acc}
         if itm_labels is not None:
-            loss, acc = itm.itm_loss(model.itm_logits(hidden, text_mask, valid), itm_labels)
-            total = total + weights.itm * loss
-            out |= {"itm_loss": loss.detach(), "itm_acc": acc}
+            itm_logits = model.itm_logits(hidden, text_mask, valid)
     similarity = None
     if weights.itc > 0:
         image_embed = model.image_embedding(visual, layout, valid)
@@ -87,9 +85,10 @@ def pretraining_step(
         loss, parts = semantic_completion(model, batch, visual, layout, weights, mask_id, generator, gather, valid)
         total = total + weights.scl * loss
         out |= {"scl_loss": loss.detach()} | parts
-    if weights.itm > 0 and not shared_itm:
-        logits, labels = itm_pairs(model, batch, visual, layout, similarity, same, generator, valid)
-        loss, acc = itm.itm_loss(logits, labels)
+    if weights.itm > 0:
+        if not shared_itm:  # ALBEF's pairs: a second forward, after ITC gave the hard negatives' weights
+            itm_logits, itm_labels = itm_pairs(model, batch, visual, layout, similarity, same, generator, valid)
+        loss, acc = itm.itm_loss(itm_logits, itm_labels)
         total = total + weights.itm * loss
         out |= {"itm_loss": loss.detach(), "itm_acc": acc}
     if indices is not None:
@@ -142,9 +141,9 @@ def swapped_captions(
     """SOHO's ITM pairs: (texts (B,L), their attention (B,L), labels (B,): 1 matched, 0 swapped).
 
     As the official data loader (``VisualLanguagePretrain.create_item``): each caption, with
-    probability 1/2, is replaced by a caption of another image, drawn uniformly (here from the
-    batch, never another caption of the same image: ``same`` (B,B)). A row with no other image
-    in the batch stays matched.
+    probability 1/2, is replaced by a caption of another image, drawn uniformly: here the row of
+    another image in the batch (never another caption of the same image: ``same`` (B,B)). A row
+    with no other image in the batch stays matched.
     """
     batch = len(input_ids)
     rows, columns = itm.sample_negatives(torch.zeros(batch, batch, device=input_ids.device), same, generator)
