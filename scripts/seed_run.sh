@@ -11,12 +11,18 @@
 # the spread a CI run on another machine can show. Runs in a scratch git worktree of HEAD; copies
 # results/*.json to OUT_DIR with run.json (seed, kernel, CPU, commit, seconds).
 # TASK ...: a partial rerun into an existing OUT_DIR after a change that touches only those
-# tasks (e.g. retrieval_msrvtt after a video-decoding fix): pre-training runs again and must
-# reproduce the folder's pretrain*.json (throughput aside), else the run has to be made whole;
-# only the named tasks' results are replaced, and run.json lists the rerun (commit, tasks, seconds).
+# tasks (e.g. retrieval_msrvtt after a video-decoding fix); only the named tasks' results are
+# replaced, and run.json lists the rerun (commit, tasks, seconds, where its pre-training came from).
+# The rerun starts from the run's own pre-trained weights when they are kept (below) and their
+# sha256 are those run.json recorded, on any CPU: minutes instead of a whole run. Otherwise
+# pre-training runs again and must reproduce the folder's pretrain*.json (throughput aside: the
+# same CPU and kernels), else the run has to be made whole.
+# A whole run keeps its pre-trained weights (model.safetensors, spec.json, metrics.json of
+# pretrain and pretrain_scl, 170 MB) in reference/checkpoints/<runs|heldout>/<name>/ (not in git).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seed=$1 out=$(realpath -m "$2") kernel=${3:-native}
+kept="$PWD/reference/checkpoints/$(basename "$(dirname "$out")")/$(basename "$out")"  # its pre-trained weights, outside git
 shift $(( $# < 3 ? $# : 3 )); rerun_tasks=("$@")
 if [ ${#rerun_tasks[@]} -gt 0 ]; then
   [ -f "$out/run.json" ] || { echo "error: seed_run.sh: a partial rerun needs a whole run in $out (no run.json)" >&2; exit 2; }
@@ -41,8 +47,33 @@ export MLFLOW_TRACKING_URI="sqlite:///$work/mlflow.db" PYTHONPATH="$work"  # thi
 cd "$work"
 rm -f results/*.json  # HEAD's committed numbers must not pass for this run's
 start=$(date +%s)
-python stages/pretrain.py
-python stages/pretrain.py --variant scl
+from_kept=no
+if [ ${#rerun_tasks[@]} -gt 0 ]; then
+  status=0
+  python - "$out/run.json" "$kept" <<'PY' || status=$?
+import hashlib, json, sys
+from pathlib import Path
+recorded, kept = json.loads(Path(sys.argv[1]).read_text()).get("checkpoints", {}), Path(sys.argv[2])
+files = {name: kept / name / "model.safetensors" for name in ("pretrain", "pretrain_scl")}
+if not recorded or any(not path.is_file() for path in files.values()):
+    sys.exit(1)  # nothing kept: pre-train again
+for name, path in files.items():
+    if hashlib.sha256(path.read_bytes()).hexdigest() != recorded.get(name):
+        print(f"error: seed_run.sh: {path} is not the pre-training {sys.argv[1]} recorded (sha256 differs)")
+        sys.exit(3)
+PY
+  case $status in 0) from_kept=yes ;; 1) ;; *) exit "$status" ;; esac
+fi
+if [ "$from_kept" = yes ]; then
+  mkdir -p checkpoints results
+  for name in pretrain pretrain_scl; do
+    cp -r "$kept/$name" checkpoints/ && cp "$out/$name.json" results/
+  done
+  echo "seed $seed ($kernel): the pre-trained weights kept in $kept (sha256 as run.json): no pre-training"
+else
+  python stages/pretrain.py
+  python stages/pretrain.py --variant scl
+fi
 tasks=("${rerun_tasks[@]}")
 [ ${#tasks[@]} -gt 0 ] || read -r -a tasks <<< "$(python -c "from soho.tasks import TASKS; print(*TASKS)")"
 for task in "${tasks[@]}"; do
@@ -50,10 +81,10 @@ for task in "${tasks[@]}"; do
 done
 seconds=$(( $(date +%s) - start ))
 if [ ${#rerun_tasks[@]} -gt 0 ]; then
-  python - "$out" "$(git rev-parse HEAD)" "$seconds" "${rerun_tasks[@]}" <<'PY'
+  python - "$out" "$(git rev-parse HEAD)" "$seconds" "$from_kept" "${rerun_tasks[@]}" <<'PY'
 import json, shutil, sys
 from pathlib import Path
-out, commit, seconds, tasks = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+out, commit, seconds, from_kept, tasks = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5:]
 for name in ("pretrain.json", "pretrain_scl.json"):  # the rerun stands on the same pre-training, or not at all
     old, new = (json.loads(p.read_text()) for p in (out / name, Path("results") / name))
     differs = sorted(k for k in set(old) | set(new) if k != "final_samples_per_s" and old.get(k) != new.get(k))
@@ -62,7 +93,10 @@ for name in ("pretrain.json", "pretrain_scl.json"):  # the rerun stands on the s
 for task in tasks:
     shutil.copyfile(Path("results") / f"{task}.json", out / f"{task}.json")
 run = json.loads((out / "run.json").read_text())
-run.setdefault("reruns", []).append({"commit": commit, "tasks": tasks, "training_seconds": seconds})
+pretraining = "kept weights" if from_kept == "yes" else "pre-trained again, reproduced"
+run.setdefault("reruns", []).append(
+    {"commit": commit, "tasks": tasks, "training_seconds": seconds, "pretraining": pretraining}
+)
 (out / "run.json").write_text(json.dumps(run, indent=1) + "\n")
 PY
   echo "seed $seed ($kernel): ${rerun_tasks[*]} rerun into $out (${seconds} s)"
@@ -71,10 +105,16 @@ fi
 mkdir -p "$out"
 cp results/*.json "$out/"
 rm -f "$out/table.json"
-python - "$out/run.json" "$seed" "$kernel" "$seconds" "$(git rev-parse HEAD)" <<'PY'
-import json, os, platform, sys
+rm -rf "$kept.partial" && mkdir -p "$kept.partial"  # kept whole or not at all
+for name in pretrain pretrain_scl; do
+  mkdir -p "$kept.partial/$name" && cp checkpoints/$name/{model.safetensors,spec.json,metrics.json} "$kept.partial/$name/"
+done
+rm -rf "$kept" && mv "$kept.partial" "$kept"
+python - "$out/run.json" "$seed" "$kernel" "$seconds" "$(git rev-parse HEAD)" "$kept" <<'PY'
+import hashlib, json, os, platform, sys
+from pathlib import Path
 import torch
-path, seed, kernel, seconds, commit = sys.argv[1:]
+path, seed, kernel, seconds, commit, kept = sys.argv[1:]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
 flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
 env = {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS") if k in os.environ}
@@ -82,6 +122,10 @@ info = {
     "seed": int(seed), "kernel": kernel, "env": env, "cpu": cpu, "avx512f": "avx512f" in flags,
     "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads(),
     "commit": commit, "training_seconds": int(seconds),
+    "checkpoints": {  # the weights kept in reference/checkpoints/<run>/, for reruns of single tasks
+        name: hashlib.sha256((Path(kept) / name / "model.safetensors").read_bytes()).hexdigest()
+        for name in ("pretrain", "pretrain_scl")
+    },
 }
 open(path, "w").write(json.dumps(info, indent=1) + "\n")
 PY
