@@ -59,7 +59,7 @@ if not recorded or any(not path.is_file() for path in files.values()):
     sys.exit(1)  # nothing kept: pre-train again
 for name, path in files.items():
     if hashlib.sha256(path.read_bytes()).hexdigest() != recorded.get(name):
-        print(f"error: seed_run.sh: {path} is not the pre-training {sys.argv[1]} recorded (sha256 differs)")
+        print(f"error: seed_run.sh: {path} is not the pre-training {sys.argv[1]} recorded (sha256 differs)", file=sys.stderr)
         sys.exit(3)
 PY
   case $status in 0) from_kept=yes ;; 1) ;; *) exit "$status" ;; esac
@@ -122,7 +122,7 @@ info = {
     "seed": int(seed), "kernel": kernel, "env": env, "cpu": cpu, "avx512f": "avx512f" in flags,
     "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads(),
     "commit": commit, "training_seconds": int(seconds),
-    "checkpoints": {  # the weights kept in reference/checkpoints/<run>/, for reruns of single tasks
+    "checkpoints": {  # the weights kept in reference/checkpoints/<runs|heldout>/<run>/, for reruns of single tasks
         name: hashlib.sha256((Path(kept) / name / "model.safetensors").read_bytes()).hexdigest()
         for name in ("pretrain", "pretrain_scl")
     },
