@@ -18,7 +18,9 @@
 # pre-training runs again and must reproduce the folder's pretrain*.json (throughput aside: the
 # same CPU and kernels), else the run has to be made whole.
 # A whole run keeps its pre-trained weights (model.safetensors, spec.json, metrics.json of
-# pretrain and pretrain_scl, 170 MB) in reference/checkpoints/<runs|heldout>/<name>/ (not in git).
+# pretrain and pretrain_scl, 170 MB) and its starting weights (weights/: the CNN's stand-in for
+# ImageNet when params.yaml sets model.vision.weights, trained with the run's seed; the scratch
+# variant starts from it) in reference/checkpoints/<runs|heldout>/<name>/ (not in git).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seed=$1 out=$(realpath -m "$2") kernel=${3:-native}
@@ -55,11 +57,12 @@ import hashlib, json, sys
 from pathlib import Path
 recorded, kept = json.loads(Path(sys.argv[1]).read_text()).get("checkpoints", {}), Path(sys.argv[2])
 files = {name: kept / name / "model.safetensors" for name in ("pretrain", "pretrain_scl")}
+files |= {name: kept / name for name in recorded if name.startswith("weights/")}  # the run's starting weights
 if not recorded or any(not path.is_file() for path in files.values()):
     sys.exit(1)  # nothing kept: pre-train again
 for name, path in files.items():
     if hashlib.sha256(path.read_bytes()).hexdigest() != recorded.get(name):
-        print(f"error: seed_run.sh: {path} is not the pre-training {sys.argv[1]} recorded (sha256 differs)", file=sys.stderr)
+        print(f"error: seed_run.sh: {path} is not the file {sys.argv[1]} recorded (sha256 differs)", file=sys.stderr)
         sys.exit(3)
 PY
   case $status in 0) from_kept=yes ;; 1) ;; *) exit "$status" ;; esac
@@ -69,8 +72,10 @@ if [ "$from_kept" = yes ]; then
   for name in pretrain pretrain_scl; do
     cp -r "$kept/$name" checkpoints/ && cp "$out/$name.json" results/
   done
+  [ ! -d "$kept/weights" ] || cp -r "$kept/weights/." weights/  # the stand-in the scratch variant starts from
   echo "seed $seed ($kernel): the pre-trained weights kept in $kept (sha256 as run.json): no pre-training"
 else
+  python stages/weights.py  # the starting weights: the embedded CNN's stand-in is trained with this seed
   python stages/pretrain.py
   python stages/pretrain.py --variant scl
 fi
@@ -109,6 +114,7 @@ rm -rf "$kept.partial" && mkdir -p "$kept.partial"  # kept whole or not at all
 for name in pretrain pretrain_scl; do
   mkdir -p "$kept.partial/$name" && cp checkpoints/$name/{model.safetensors,spec.json,metrics.json} "$kept.partial/$name/"
 done
+cp -r weights "$kept.partial/weights"
 rm -rf "$kept" && mv "$kept.partial" "$kept"
 python - "$out/run.json" "$seed" "$kernel" "$seconds" "$(git rev-parse HEAD)" "$kept" <<'PY'
 import hashlib, json, os, platform, sys
@@ -125,6 +131,11 @@ info = {
     "checkpoints": {  # the weights kept in reference/checkpoints/<runs|heldout>/<run>/, for reruns of single tasks
         name: hashlib.sha256((Path(kept) / name / "model.safetensors").read_bytes()).hexdigest()
         for name in ("pretrain", "pretrain_scl")
+    }
+    | {  # and the starting weights (weights/: the stand-in CNN, when params.yaml has one)
+        str(file.relative_to(kept)): hashlib.sha256(file.read_bytes()).hexdigest()
+        for file in sorted((Path(kept) / "weights").rglob("*"))
+        if file.is_file()
     },
 }
 open(path, "w").write(json.dumps(info, indent=1) + "\n")
