@@ -10,11 +10,13 @@ run with a mean margin above twice its standard deviation.
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import yaml
 
 from soho import bands as band_rule
+from soho.config import load_params
 from soho.report import HEADLINE, MAIN_ROWS, PRETRAININGS, load_reference, load_results, lookup
 
 BASELINES = ("scratch", "text_only", "chance")  # banded on each task's headline metric
@@ -43,7 +45,30 @@ def describe(run_dir: Path) -> dict:
     if not path.is_file():
         raise SystemExit(f"error: {path}: missing (every reference run records its seed and kernel setting)")
     info = json.loads(path.read_text())
+    check_overrides(path, info.get("overrides") or {})
     return {"seed": info.get("seed"), "kernel": info.get("kernel"), "cpu": info.get("cpu")}
+
+
+def check_overrides(path: Path, overrides: dict[str, str], params_file: Path = Path("params.yaml")) -> None:
+    """Refuse a run made with parameters (``SOHO_*`` from the environment) that params.yaml does not hold.
+
+    Why: a candidate configuration is measured with overrides before params.yaml adopts it
+    (scripts/seed_run.sh); its runs may make the bands only once the committed parameters are its own.
+    """
+    if not overrides:
+        return
+    saved = {key: os.environ.pop(key) for key in list(os.environ) if key.startswith("SOHO_")}
+    try:
+        committed = load_params(params_file).model_dump(mode="json")
+        os.environ.update(overrides)
+        made_with = load_params(params_file).model_dump(mode="json")
+    finally:
+        for key in overrides:
+            os.environ.pop(key, None)
+        os.environ.update(saved)
+    if made_with != committed:
+        listed = ", ".join(f"{key}={value}" for key, value in sorted(overrides.items()))
+        raise SystemExit(f"error: {path}: the run was made with parameters {params_file} does not hold: {listed}")
 
 
 def main() -> None:

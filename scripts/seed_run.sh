@@ -17,6 +17,9 @@
 # sha256 are those run.json recorded, on any CPU: minutes instead of a whole run. Otherwise
 # pre-training runs again and must reproduce the folder's pretrain*.json (throughput aside: the
 # same CPU and kernels), else the run has to be made whole.
+# SOHO_<SECTION>__<KEY>=value in the environment sets a parameter over HEAD's params.yaml for every stage
+# of the run (a candidate configuration measured before params.yaml adopts it); run.json lists them
+# under "overrides". A band or held-out run belongs to params.yaml as committed: make it without them.
 # A whole run keeps its pre-trained weights (model.safetensors, spec.json, metrics.json of
 # pretrain and pretrain_scl, 170 MB) and its starting weights (weights/: the CNN's stand-in for
 # ImageNet when params.yaml sets model.vision.weights, trained with the run's seed; the scratch
@@ -124,8 +127,10 @@ path, seed, kernel, seconds, commit, kept = sys.argv[1:]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
 flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
 env = {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS") if k in os.environ}
+# parameters set from the environment over HEAD's params.yaml (a candidate configuration, see the header)
+overrides = {k: os.environ[k] for k in sorted(os.environ) if k.startswith("SOHO_") and "__" in k}
 info = {
-    "seed": int(seed), "kernel": kernel, "env": env, "cpu": cpu, "avx512f": "avx512f" in flags,
+    "seed": int(seed), "kernel": kernel, "env": env, "overrides": overrides, "cpu": cpu, "avx512f": "avx512f" in flags,
     "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads(),
     "commit": commit, "training_seconds": int(seconds),
     "checkpoints": {  # the weights kept in reference/checkpoints/<runs|heldout>/<run>/, for reruns of single tasks

@@ -239,6 +239,10 @@ class PretrainParams(Section):
 FINETUNE_VARIANTS = ("pretrained", "pretrained_scl", "scratch", "text_only")  # the trained ones; chance is computed
 
 
+# finetune keys a variant may set for itself (finetune.by_variant): how it is trained and how its retrieval ranks
+PER_VARIANT = {"optim", "retrieval_itc", "retrieval_rerank_k", "vd"}
+
+
 class FinetuneParams(Section):
     """Downstream fine-tuning shared by every task; ``variants`` are the baselines trained beside SOHO."""
 
@@ -272,6 +276,10 @@ class FinetuneParams(Section):
     optim: OptimParams = OptimParams(steps=40, warmup_steps=4, checkpoint_every=20, log_every=5)
     # task -> overrides of the keys above for that task alone, e.g. {vqa: {optim: {steps: 100}}}
     tasks: dict[str, dict[str, Any]] = {}
+    # variant -> overrides of the keys above (after the task's) for that variant alone: a method's own
+    # downstream protocol, e.g. SOHO + SCL ranks retrieval with ITC and re-ranks with ITM
+    # {pretrained_scl: {retrieval_itc: 1.0, retrieval_rerank_k: 10}} where SOHO scores every pair with ITM
+    by_variant: dict[Literal[FINETUNE_VARIANTS], dict[str, Any]] = {}
 
     @field_validator("train_scales")
     @classmethod
@@ -297,21 +305,38 @@ class FinetuneParams(Section):
     def _task_overrides_are_valid(self) -> FinetuneParams:
         for task in self.tasks:
             self.for_task(task)
+        for variant in self.by_variant:
+            self.for_variant(variant)
         return self
 
     def for_task(self, task: str) -> FinetuneParams:
         """These parameters with ``tasks[task]`` merged over them (the shared defaults where it is silent)."""
-        overlay = self.tasks.get(task)
+        return self._overlaid("tasks", task, {"tasks"})
+
+    def for_variant(self, variant: str) -> FinetuneParams:
+        """These parameters with ``by_variant[variant]`` merged over them (call it on a task's parameters).
+
+        Why only ``PER_VARIANT`` keys: the others (splits, sizes, evaluation batches) are read once per task,
+        for every variant's scoring together, so a variant's own value would be silently ignored.
+        """
+        return self._overlaid("by_variant", variant, set(FinetuneParams.model_fields) - PER_VARIANT)
+
+    def _overlaid(self, field: str, name: str, forbidden: set[str]) -> FinetuneParams:
+        """A copy with ``<field>[name]`` merged over these values; ``forbidden`` keys cannot be overridden there."""
+        overlay = getattr(self, field).get(name)
         if not overlay:
             return self
-        if "tasks" in overlay:
-            raise ValueError(f"tasks.{task}.tasks: a task's overrides cannot hold tasks of their own")
+        for key in sorted(forbidden & set(overlay)):
+            raise ValueError(
+                f"{field}.{name}.{key}: cannot be set per {field.removeprefix('by_').rstrip('s')}"
+                + (f" (only {', '.join(sorted(PER_VARIANT))})" if field == "by_variant" else "")
+            )
         try:
-            return FinetuneParams(**merge(FinetuneParams, self.model_dump(mode="json", exclude={"tasks"}), overlay))
+            return FinetuneParams(**merge(FinetuneParams, self.model_dump(mode="json", exclude={field}), overlay))
         except ValidationError as err:
             first = err.errors()[0]
             key = ".".join(str(part) for part in first["loc"])
-            raise ValueError(f"tasks.{task}.{key}: {first['msg']} (got {first.get('input')!r})") from None
+            raise ValueError(f"{field}.{name}.{key}: {first['msg']} (got {first.get('input')!r})") from None
 
 
 class AblationParams(Section):

@@ -34,10 +34,12 @@ def get(name: str) -> Task:
     return REGISTRY[name]
 
 
-def finetune_params(params: Params, name: str) -> FinetuneParams:
-    """``finetune`` for task ``name``: the shared defaults with ``finetune.tasks.<name>`` merged over them."""
+def finetune_params(params: Params, name: str, variant: str | None = None) -> FinetuneParams:
+    """``finetune`` for task ``name``: the shared defaults with ``finetune.tasks.<name>`` merged over them,
+    then (for a ``variant``) ``finetune.by_variant.<variant>``."""
     unknown = sorted(set(params.finetune.tasks) - set(REGISTRY))
     if unknown:
         raise ConfigError(f"finetune.tasks: unknown task(s) {unknown} (known: {sorted(REGISTRY)})")
     get(name)
-    return params.finetune.for_task(name)
+    settings = params.finetune.for_task(name)
+    return settings if variant is None else settings.for_variant(variant)

@@ -25,9 +25,11 @@ class TaskModel(nn.Module):
         answers: list[str] | None = None,
         itc_weight: float = 1.0,
         vd: str = "bypass",
+        rerank_k: int = 0,
     ):
         super().__init__()
         self.model, self.task, self.text_only, self.itc_weight, self.vd = model, task, text_only, itc_weight, vd
+        self.rerank_k = rerank_k  # retrieval: ITM re-scores the ITC top-k per query (0: every pair)
         # bypass: SOHO fine-tunes without the VD (SimpleVDforVQA), raw grid features; frozen: the
         # pre-trained tokens (feature + projected entry), the entries fixed
         model.quantise = vd == "frozen"

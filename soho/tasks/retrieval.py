@@ -172,7 +172,7 @@ def recall_report(
             inputs["ids"],
             inputs["masks"],
             chunk,
-            finetune.retrieval_rerank_k,
+            module.rerank_k,  # the variant's protocol (finetune.by_variant)
             inputs.get("pixel_mask"),
             ctx,
         )

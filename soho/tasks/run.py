@@ -39,15 +39,22 @@ def start_fingerprint(params: Params, variant: str) -> str:
     return fingerprint(variant_params(params, start)) if start else fingerprint(params)
 
 
-def build(params: Params, task: str, variant: str, answers: list[str] | None) -> TaskModel:
-    """SOHO + head, from the pre-trained weights of ``STARTS_FROM[variant]``; ``scratch`` from none."""
+def build(params: Params, task: str, variant: str, answers: list[str] | None, pretrained: bool = True) -> TaskModel:
+    """SOHO + head with ``variant``'s settings, from the pre-trained weights of ``STARTS_FROM[variant]``
+    (``scratch``, or ``pretrained=False``: from none)."""
     torch.manual_seed(params.seed)
     model = SohoModel(params.model)
-    if variant in STARTS_FROM:
+    if pretrained and variant in STARTS_FROM:
         checkpoint.load_weights(model, pretrain_dir(params, STARTS_FROM[variant]) / "model.safetensors")
-    settings = finetune_params(params, task)
+    settings = finetune_params(params, task, variant)
     return TaskModel(
-        model, get(task), variant == "text_only", answers, itc_weight=settings.retrieval_itc, vd=settings.vd
+        model,
+        get(task),
+        variant == "text_only",
+        answers,
+        itc_weight=settings.retrieval_itc,
+        vd=settings.vd,
+        rerank_k=settings.retrieval_rerank_k,
     )
 
 
@@ -55,7 +62,7 @@ def finetune(params: Params, task: str, variant: str, ctx: DistContext, on_log=N
     """Train ``variant`` on ``task``'s training split; returns the last logged training metrics."""
     out = variant_dir(params, task, variant)
     train_dir = out / "train"
-    settings = finetune_params(params, task)
+    settings = finetune_params(params, task, variant)
     current = (
         start_fingerprint(params, variant)
         + task
@@ -92,7 +99,6 @@ def _head_params(module: TaskModel) -> list[torch.nn.Parameter]:
 def load_finetuned(params: Params, task: str, variant: str) -> TaskModel:
     folder = variant_dir(params, task, variant)
     answers = json.loads((folder / "answers.json").read_text()) if (folder / "answers.json").exists() else None
-    module = build(params, task, "scratch", answers)  # weights come from the fine-tuned file
-    module.text_only = variant == "text_only"
+    module = build(params, task, variant, answers, pretrained=False)  # weights come from the fine-tuned file
     checkpoint.load_weights(module, folder / "model.safetensors")
     return module.eval()

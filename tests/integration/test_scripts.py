@@ -1,5 +1,6 @@
 """The repo's scripts on the committed tree: check_lock.py (dvc.lock versus the tree) and make_bands.py."""
 
+import os
 import subprocess
 import sys
 
@@ -57,3 +58,18 @@ def test_evaluation_cost_counts_every_paper_split_with_coco_retrieval_the_larges
     assert rows["COCO 5k test"][2] == f"{(25_010 + 5_000) * 128:,}" and rows["MSR-VTT 1k-A test"][3] == "280"
     readme = (REPO / "README.md").read_text()
     assert f"| {rows['COCO 5k test'][4]} | 23.0 |" in readme  # the committed table: 350 TFLOP/s, same counts
+
+
+def test_make_bands_takes_a_run_made_with_overrides_only_once_params_yaml_holds_them(tmp_path, monkeypatch):
+    """A candidate configuration's runs (seed_run.sh with SOHO_* set) make bands only after params.yaml adopts it."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import make_bands
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    monkeypatch.setenv("SOHO_FINETUNE__EVAL_BATCH_SIZE", "7")  # the caller's own environment is set aside
+    params = REPO / "params.yaml"
+    make_bands.check_overrides(tmp_path, {"SOHO_FINETUNE__RETRIEVAL_RERANK_K": "10"}, params)  # what it holds
+    with pytest.raises(SystemExit, match=r"made with parameters .*params\.yaml does not hold: SOHO_FINETUNE__RETR"):
+        make_bands.check_overrides(tmp_path, {"SOHO_FINETUNE__RETRIEVAL_RERANK_K": "0"}, params)
+    assert os.environ["SOHO_FINETUNE__EVAL_BATCH_SIZE"] == "7" and "SOHO_FINETUNE__RETRIEVAL_RERANK_K" not in os.environ

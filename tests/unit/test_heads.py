@@ -93,3 +93,25 @@ def test_images_encoded_in_chunks_score_as_all_at_once(soho, rerank_k):
         del soho.encode_image
     assert calls == [5, 2, 2, 1]
     assert torch.allclose(whole, chunked, atol=1e-5)
+
+
+def test_recall_is_scored_with_the_variants_own_rerank_k(soho):
+    """``finetune.by_variant``: each module carries its protocol; the shared settings' k is not read."""
+    from soho.config import FinetuneParams
+    from soho.tasks.retrieval import recall_report
+
+    data = batch(size=6)
+    inputs = {
+        "pixels": torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(5)),
+        "ids": data["input_ids"],
+        "masks": data["attention_mask"],
+        "text_image": torch.tensor([0, 0, 1, 1, 2, 2]),
+    }
+    shared = FinetuneParams(retrieval_rerank_k=0)
+    reports = {}
+    for k in (0, 1):
+        module = TaskModel(soho, get("retrieval_coco"), rerank_k=k).eval()
+        reports[k] = recall_report(module, inputs, 0, shared)["_predictions"]
+        expected = match_matrix(module, inputs["pixels"], inputs["ids"], inputs["masks"], chunk=64, rerank_k=k)
+        assert [p["top5_images"] for p in reports[k]] == expected.topk(3, dim=1).indices.tolist()
+    assert reports[0] != reports[1]  # k=1 ranks the ITC top-1 first, whatever ITM says of the others

@@ -99,3 +99,47 @@ def test_msrvtt_1k_a_metrics_are_stored_as_the_test_split_the_report_and_bands_r
     assert evaluation.evaluate(params, "retrieval_msrvtt", {"chance": None}) == {"chance": {"test": {"r_mean": 1.0}}}
     assert scored == ["test_1k"]
     assert get("retrieval_coco").result_split("test") == "test"
+
+
+def test_a_variant_override_applies_to_that_variant_alone_after_the_tasks():
+    """SOHO + SCL ranks retrieval its own way (ITC, then ITM on the top k); SOHO and no pre-training score every pair."""
+    params = load_params(REPO / "params.yaml")
+    tuned = with_overrides(
+        params,
+        {
+            "finetune.retrieval_rerank_k": 0,
+            "finetune.tasks": {"vqa": {"optim": {"steps": 100}}},
+            "finetune.by_variant": {"pretrained_scl": {"retrieval_rerank_k": 10, "optim": {"lr": 0.002}}},
+        },
+    )
+    scl, soho = finetune_params(tuned, "vqa", "pretrained_scl"), finetune_params(tuned, "vqa", "pretrained")
+    assert (scl.retrieval_rerank_k, scl.optim.lr, scl.optim.steps) == (10, 0.002, 100)  # the task's steps kept
+    assert (soho.retrieval_rerank_k, soho.optim.lr, soho.optim.steps) == (0, params.finetune.optim.lr, 100)
+    assert finetune_params(tuned, "nlvr2", "pretrained_scl").optim.steps == params.finetune.optim.steps
+    assert finetune_params(tuned, "vqa") == finetune_params(tuned, "vqa", "scratch")  # no overrides of its own
+
+
+def test_a_bad_variant_override_names_its_key():
+    params = load_params(REPO / "params.yaml")
+    with pytest.raises(ConfigError, match=r"by_variant\.scratch\.optim\.steps: Input should be greater than 0"):
+        with_overrides(params, {"finetune.by_variant": {"scratch": {"optim": {"steps": 0}}}})
+    with pytest.raises(ConfigError, match=r"by_variant\.pretrained_scl\.eval_batch_size: cannot be set per variant"):
+        with_overrides(params, {"finetune.by_variant": {"pretrained_scl": {"eval_batch_size": 8}}})
+    with pytest.raises(ConfigError, match=r"finetune\.by_variant\.scl"):
+        with_overrides(params, {"finetune.by_variant": {"scl": {"retrieval_rerank_k": 10}}})
+
+
+def test_a_variant_is_built_and_reloaded_with_its_own_retrieval_protocol(tmp_path):
+    from soho.tasks.run import build
+
+    params = with_overrides(
+        load_params(REPO / "params.yaml"),
+        {
+            "finetune.retrieval_itc": 0.0,
+            "finetune.retrieval_rerank_k": 0,
+            "finetune.by_variant": {"pretrained_scl": {"retrieval_itc": 1.0, "retrieval_rerank_k": 10}},
+        },
+    )
+    scl = build(params, "retrieval_coco", "pretrained_scl", None, pretrained=False)
+    scratch = build(params, "retrieval_coco", "scratch", None)
+    assert (scl.itc_weight, scl.rerank_k, scratch.itc_weight, scratch.rerank_k) == (1.0, 10, 0.0, 0)
