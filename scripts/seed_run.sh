@@ -20,6 +20,8 @@
 # SOHO_<SECTION>__<KEY>=value in the environment sets a parameter over HEAD's params.yaml for every stage
 # of the run (a candidate configuration measured before params.yaml adopts it); run.json lists them
 # under "overrides". A band or held-out run belongs to params.yaml as committed: make it without them.
+# A TASK rerun may change parameters that only those tasks read (e.g. a variant's retrieval protocol):
+# its overrides become the run's, the earlier ones are kept in its entry of "reruns".
 # A whole run keeps its pre-trained weights (model.safetensors, spec.json, metrics.json of
 # pretrain and pretrain_scl, 170 MB) and its starting weights (weights/: the CNN's stand-in for
 # ImageNet when params.yaml sets model.vision.weights, trained with the run's seed; the scratch
@@ -90,7 +92,7 @@ done
 seconds=$(( $(date +%s) - start ))
 if [ ${#rerun_tasks[@]} -gt 0 ]; then
   python - "$out" "$(git rev-parse HEAD)" "$seconds" "$from_kept" "${rerun_tasks[@]}" <<'PY'
-import json, shutil, sys
+import json, os, shutil, sys
 from pathlib import Path
 out, commit, seconds, from_kept, tasks = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5:]
 for name in ("pretrain.json", "pretrain_scl.json"):  # the rerun stands on the same pre-training, or not at all
@@ -102,9 +104,12 @@ for task in tasks:
     shutil.copyfile(Path("results") / f"{task}.json", out / f"{task}.json")
 run = json.loads((out / "run.json").read_text())
 pretraining = "kept weights" if from_kept == "yes" else "pre-trained again, reproduced"
-run.setdefault("reruns", []).append(
-    {"commit": commit, "tasks": tasks, "training_seconds": seconds, "pretraining": pretraining}
-)
+overrides = {k: os.environ[k] for k in sorted(os.environ) if k.startswith("SOHO_") and "__" in k}
+rerun = {"commit": commit, "tasks": tasks, "training_seconds": seconds, "pretraining": pretraining}
+if overrides != run.get("overrides", {}):  # parameters only these tasks read changed: the run's are now these
+    rerun |= {"overrides": overrides, "overrides_before": run.get("overrides", {})}
+    run["overrides"] = overrides
+run.setdefault("reruns", []).append(rerun)
 (out / "run.json").write_text(json.dumps(run, indent=1) + "\n")
 PY
   echo "seed $seed ($kernel): ${rerun_tasks[*]} rerun into $out (${seconds} s)"
