@@ -16,13 +16,14 @@ from pathlib import Path
 import yaml
 
 from soho import bands as band_rule
-from soho.config import load_params
+from soho.config import ConfigError, load_params
 from soho.report import HEADLINE, MAIN_ROWS, PRETRAININGS, load_reference, load_results, lookup
 
 BASELINES = ("scratch", "text_only", "chance")  # banded on each task's headline metric
 PRETRAIN = ("heldout_itm_acc", "heldout_mlm_acc", "heldout_mvm_acc", "heldout_vd_used_fraction")
 PRETRAIN_SCL = ("heldout_itc_acc", "heldout_scl_vision_acc", "heldout_scl_text_acc")  # where the run has them
 MIN_RUNS = 5
+REPO = Path(__file__).resolve().parents[1]
 
 
 def keys(results: dict) -> list[str]:
@@ -49,7 +50,7 @@ def describe(run_dir: Path) -> dict:
     return {"seed": info.get("seed"), "kernel": info.get("kernel"), "cpu": info.get("cpu")}
 
 
-def check_overrides(path: Path, overrides: dict[str, str], params_file: Path = Path("params.yaml")) -> None:
+def check_overrides(path: Path, overrides: dict[str, str], params_file: Path = REPO / "params.yaml") -> None:
     """Refuse a run made with parameters (``SOHO_*`` from the environment) that params.yaml does not hold.
 
     Why: a candidate configuration is measured with overrides before params.yaml adopts it
@@ -62,6 +63,8 @@ def check_overrides(path: Path, overrides: dict[str, str], params_file: Path = P
         committed = load_params(params_file).model_dump(mode="json")
         os.environ.update(overrides)
         made_with = load_params(params_file).model_dump(mode="json")
+    except ConfigError as err:
+        raise SystemExit(f"error: {path}: the run's parameter overrides no longer load: {err}") from None
     finally:
         for key in overrides:
             os.environ.pop(key, None)

@@ -276,9 +276,9 @@ class FinetuneParams(Section):
     optim: OptimParams = OptimParams(steps=40, warmup_steps=4, checkpoint_every=20, log_every=5)
     # task -> overrides of the keys above for that task alone, e.g. {vqa: {optim: {steps: 100}}}
     tasks: dict[str, dict[str, Any]] = {}
-    # variant -> overrides of the keys above (after the task's) for that variant alone: a method's own
-    # downstream protocol, e.g. SOHO + SCL ranks retrieval with ITC and re-ranks with ITM
-    # {pretrained_scl: {retrieval_itc: 1.0, retrieval_rerank_k: 10}} where SOHO scores every pair with ITM
+    # variant -> overrides of the keys in PER_VARIANT (after the task's) for that variant alone: a method's
+    # own downstream recipe, e.g. {pretrained_scl: {retrieval_itc: 1.0}}: SCL fine-tunes retrieval with its
+    # contrastive loss beside the matching head, SOHO with the matching head alone
     by_variant: dict[Literal[FINETUNE_VARIANTS], dict[str, Any]] = {}
 
     @field_validator("train_scales")
@@ -303,10 +303,10 @@ class FinetuneParams(Section):
 
     @model_validator(mode="after")
     def _task_overrides_are_valid(self) -> FinetuneParams:
+        for variant in self.by_variant:  # first: each task's copy below re-validates them, nested in its error
+            self.for_variant(variant)
         for task in self.tasks:
             self.for_task(task)
-        for variant in self.by_variant:
-            self.for_variant(variant)
         return self
 
     def for_task(self, task: str) -> FinetuneParams:

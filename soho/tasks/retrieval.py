@@ -4,7 +4,7 @@ Image retrieval reads COCO or Flickr30k (Karpathy splits, 5 captions per image);
 retrieval reads MSR-VTT, whose clips go through the same vision encoder as ``frames``
 frames (segment sampling; a temporal position embedding tells them apart). The ranking
 and the metrics are the same: ITC similarity over all pairs, then the ITM head re-scores
-the top ``finetune.retrieval_rerank_k`` of each query (ALBEF; 0 = ITM on every pair, SOHO).
+the top ``finetune.retrieval_rerank_k`` of each query (ALBEF; 0 = ITM on every pair, as SCL's code).
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ def match_matrix(
     ``world_size``-th pair only, and the ranks' scores are summed: the pairs' fusion passes,
     which are nearly all of the cost (COCO 5k: 3.8 million pairs at top-128), are split.
 
-    ``rerank_k == 0``: the ITM match probability of every pair (SOHO's protocol).
+    ``rerank_k == 0``: the ITM match probability of every pair (SCL's ``compute_irtr_recall``).
     ``rerank_k > 0``: ITC similarity ranks every pair, then ITM re-scores the top-k
     images of each text and the top-k texts of each image (ALBEF's protocol); the
     re-scored pairs (in [0, 1]) rank above the rest (ITC cosine shifted to [-4, -2]).

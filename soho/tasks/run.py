@@ -67,7 +67,7 @@ def finetune(params: Params, task: str, variant: str, ctx: DistContext, on_log=N
         start_fingerprint(params, variant)
         + task
         + variant
-        + json.dumps(settings.model_dump(mode="json"))
+        + json.dumps(settings.model_dump(mode="json", exclude={"tasks", "by_variant"}))  # this variant's own values
         + code_digest(("tasks", "eval"))
         + shards.dataset_digest(Path(params.paths.shards), get(task).dataset)  # the task's shards, by sha256
     )

@@ -69,7 +69,10 @@ def test_make_bands_takes_a_run_made_with_overrides_only_once_params_yaml_holds_
         sys.path.remove(str(REPO / "scripts"))
     monkeypatch.setenv("SOHO_FINETUNE__EVAL_BATCH_SIZE", "7")  # the caller's own environment is set aside
     params = REPO / "params.yaml"
-    make_bands.check_overrides(tmp_path, {"SOHO_FINETUNE__RETRIEVAL_RERANK_K": "10"}, params)  # what it holds
+    held = make_bands.load_params(params).finetune.retrieval_rerank_k
+    make_bands.check_overrides(tmp_path, {"SOHO_FINETUNE__RETRIEVAL_RERANK_K": str(held)}, params)  # what it holds
     with pytest.raises(SystemExit, match=r"made with parameters .*params\.yaml does not hold: SOHO_FINETUNE__RETR"):
-        make_bands.check_overrides(tmp_path, {"SOHO_FINETUNE__RETRIEVAL_RERANK_K": "0"}, params)
+        make_bands.check_overrides(tmp_path, {"SOHO_FINETUNE__RETRIEVAL_RERANK_K": str(held + 7)}, params)
+    with pytest.raises(SystemExit, match=r"(?s)overrides no longer load: .*SOHO_FINETUNE__RETRIEVAL_RERANK_K"):
+        make_bands.check_overrides(tmp_path, {"SOHO_FINETUNE__RETRIEVAL_RERANK_K": "-1"}, params)
     assert os.environ["SOHO_FINETUNE__EVAL_BATCH_SIZE"] == "7" and "SOHO_FINETUNE__RETRIEVAL_RERANK_K" not in os.environ

@@ -102,7 +102,7 @@ def test_msrvtt_1k_a_metrics_are_stored_as_the_test_split_the_report_and_bands_r
 
 
 def test_a_variant_override_applies_to_that_variant_alone_after_the_tasks():
-    """SOHO + SCL ranks retrieval its own way (ITC, then ITM on the top k); SOHO and no pre-training score every pair."""
+    """A variant's own settings (e.g. SOHO + SCL fine-tuning retrieval with ITC) apply to it alone, over the task's."""
     params = load_params(REPO / "params.yaml")
     tuned = with_overrides(
         params,
@@ -123,8 +123,12 @@ def test_a_bad_variant_override_names_its_key():
     params = load_params(REPO / "params.yaml")
     with pytest.raises(ConfigError, match=r"by_variant\.scratch\.optim\.steps: Input should be greater than 0"):
         with_overrides(params, {"finetune.by_variant": {"scratch": {"optim": {"steps": 0}}}})
-    with pytest.raises(ConfigError, match=r"by_variant\.pretrained_scl\.eval_batch_size: cannot be set per variant"):
+    with pytest.raises(ConfigError) as err:
         with_overrides(params, {"finetune.by_variant": {"pretrained_scl": {"eval_batch_size": 8}}})
+    assert str(err.value).splitlines()[1] == (  # named once, not nested in a task's copy of the section
+        "  finetune: Value error, by_variant.pretrained_scl.eval_batch_size: cannot be set per variant "
+        "(only optim, retrieval_itc, retrieval_rerank_k, vd)"
+    )
     with pytest.raises(ConfigError, match=r"finetune\.by_variant\.scl"):
         with_overrides(params, {"finetune.by_variant": {"scl": {"retrieval_rerank_k": 10}}})
 
