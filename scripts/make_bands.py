@@ -47,7 +47,21 @@ def describe(run_dir: Path) -> dict:
         raise SystemExit(f"error: {path}: missing (every reference run records its seed and kernel setting)")
     info = json.loads(path.read_text())
     check_overrides(path, info.get("overrides") or {})
-    return {"seed": info.get("seed"), "kernel": info.get("kernel"), "cpu": info.get("cpu")}
+    described = {"seed": info.get("seed"), "kernel": info.get("kernel"), "cpu": info.get("cpu")}
+    return described | {"kernel_fingerprint": info["kernel_fingerprint"]} if "kernel_fingerprint" in info else described
+
+
+def kernel_results(described: list[dict]) -> str:
+    """How many distinct floating-point results (scripts/kernels.py fingerprints) the runs cover.
+
+    Why: a kernel setting can change nothing on a CPU (MKL_CBWR=AVX on an AVX-512 EPYC), and bands
+    meant to hold on any CPU need runs whose kernels really differed (issue 13).
+    """
+    known = {run["kernel_fingerprint"] for run in described if "kernel_fingerprint" in run}  # on any CPU
+    unknown = sum("kernel_fingerprint" not in run for run in described)
+    return f"{len(known)} distinct among {len(described) - unknown} fingerprinted runs" + (
+        f" ({unknown} runs without a fingerprint)" if unknown else ""
+    )
 
 
 def check_overrides(path: Path, overrides: dict[str, str], params_file: Path = REPO / "params.yaml") -> None:
@@ -84,7 +98,8 @@ def main() -> None:
     if len(run_dirs) < MIN_RUNS:
         raise SystemExit(f"error: bands need at least {MIN_RUNS} runs (seeds x kernel settings), got {len(run_dirs)}")
     runs = {path.name: load_results(path) for path in run_dirs}
-    seeds = {describe(path)["seed"] for path in run_dirs}
+    described = [describe(path) for path in run_dirs]
+    seeds = {run["seed"] for run in described}
     first = next(iter(runs.values()))
     bands = {}
     for key in keys(first):
@@ -129,7 +144,8 @@ def main() -> None:
             "k_from": f"{len(seeds)} distinct seeds among {len(runs)} runs",
             "claim_established": f"held in every run and mean margin > {band_rule.SIGNIFICANCE} sd",
         },
-        "runs": {name: describe(path) for name, path in zip(runs, run_dirs, strict=True)},
+        "kernel_results": kernel_results(described),
+        "runs": dict(zip(runs, described, strict=True)),
         "bands": bands,
         "claims": claims,
     }
@@ -141,6 +157,7 @@ def main() -> None:
         f"from {len(runs)} runs of {len(seeds)} seeds; {len(vacuous)} bands span the metric's whole range "
         "(they check only that the metric exists)"
     )
+    print(f"kernel results: {document['kernel_results']} (scripts/kernels.py; 2 or more: bands that hold across CPUs)")
 
 
 if __name__ == "__main__":

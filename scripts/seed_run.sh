@@ -6,6 +6,8 @@
 #     avx2       ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 (an AVX2 CPU's kernels)
 #     avx        MKL_CBWR=AVX (MKL's AVX code path, for AVX2 machines)
 #     one-thread OMP_NUM_THREADS=1 (one torch thread: other reduction orders)
+#   (scripts/kernels.py defines them; `python scripts/kernels.py compare` shows which change float
+#   results on this CPU, and run.json records the run's kernel fingerprint)
 # Data stay those of params.yaml (the shards of this checkout, seed 0): only the training
 # randomness (initialisation, data order, masking, negatives) and the kernels change, which is
 # the spread a CI run on another machine can show. Runs in a scratch git worktree of HEAD; copies
@@ -17,9 +19,9 @@
 # sha256 are those run.json recorded, on any CPU: minutes instead of a whole run. Otherwise
 # pre-training runs again and must reproduce the folder's pretrain*.json (throughput aside: the
 # same CPU and kernels), else the run has to be made whole.
-# SOHO_<SECTION>__<KEY>=value in the environment sets a parameter over HEAD's params.yaml for every stage
-# of the run (a candidate configuration measured before params.yaml adopts it); run.json lists them
-# under "overrides". A band or held-out run belongs to params.yaml as committed: make it without them.
+# SOHO_<SECTION>__<KEY>=value (or a whole section, SOHO_<SECTION>='{...}') in the environment sets a
+# parameter over HEAD's params.yaml for every stage of the run (a candidate configuration measured
+# before params.yaml adopts it); run.json lists them under "overrides" (scripts/run_record.py). A band or held-out run belongs to params.yaml as committed: make it without them.
 # A TASK rerun may change parameters that only those tasks read (e.g. a variant's retrieval protocol):
 # its overrides become the run's, the earlier ones are kept in its entry of "reruns".
 # A whole run keeps its pre-trained weights (model.safetensors, spec.json, metrics.json of
@@ -37,13 +39,8 @@ if [ ${#rerun_tasks[@]} -gt 0 ]; then
   [ "$old_seed" = "$seed $kernel" ] || {
     echo "error: seed_run.sh: $out/run.json is seed/kernel '$old_seed', not '$seed $kernel'" >&2; exit 2; }
 fi
-case "$kernel" in
-  native) ;;
-  avx2) export ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 ;;
-  avx) export MKL_CBWR=AVX ;;
-  one-thread) export OMP_NUM_THREADS=1 ;;
-  *) echo "error: seed_run.sh: unknown KERNEL '$kernel' (native, avx2, avx, one-thread)" >&2; exit 2 ;;
-esac
+exports=$(python3 scripts/kernels.py exports "$kernel") || exit 2  # the settings live in scripts/kernels.py
+eval "$exports"
 [ -f shards/stats.json ] && [ -d shards/coco ] || { echo "error: seed_run.sh: no shards in $PWD/shards (run dvc repro shard first)" >&2; exit 2; }
 work=$(mktemp -d /tmp/soho-seed-"$seed"-XXXX)
 git worktree add --detach "$work" HEAD >/dev/null
@@ -58,15 +55,17 @@ from_kept=no
 if [ ${#rerun_tasks[@]} -gt 0 ]; then
   status=0
   python - "$out/run.json" "$kept" <<'PY' || status=$?
-import hashlib, json, sys
+import json, sys
 from pathlib import Path
+sys.path.insert(0, "scripts")
+from run_record import sha256
 recorded, kept = json.loads(Path(sys.argv[1]).read_text()).get("checkpoints", {}), Path(sys.argv[2])
 files = {name: kept / name / "model.safetensors" for name in ("pretrain", "pretrain_scl")}
 files |= {name: kept / name for name in recorded if name.startswith("weights/")}  # the run's starting weights
 if not recorded or any(not path.is_file() for path in files.values()):
     sys.exit(1)  # nothing kept: pre-train again
 for name, path in files.items():
-    if hashlib.sha256(path.read_bytes()).hexdigest() != recorded.get(name):
+    if sha256(path) != recorded.get(name):
         print(f"error: seed_run.sh: {path} is not the file {sys.argv[1]} recorded (sha256 differs)", file=sys.stderr)
         sys.exit(3)
 PY
@@ -94,6 +93,8 @@ if [ ${#rerun_tasks[@]} -gt 0 ]; then
   python - "$out" "$(git rev-parse HEAD)" "$seconds" "$from_kept" "${rerun_tasks[@]}" <<'PY'
 import json, os, shutil, sys
 from pathlib import Path
+sys.path.insert(0, "scripts")
+from run_record import recorded_overrides
 out, commit, seconds, from_kept, tasks = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5:]
 for name in ("pretrain.json", "pretrain_scl.json"):  # the rerun stands on the same pre-training, or not at all
     old, new = (json.loads(p.read_text()) for p in (out / name, Path("results") / name))
@@ -104,7 +105,7 @@ for task in tasks:
     shutil.copyfile(Path("results") / f"{task}.json", out / f"{task}.json")
 run = json.loads((out / "run.json").read_text())
 pretraining = "kept weights" if from_kept == "yes" else "pre-trained again, reproduced"
-overrides = {k: os.environ[k] for k in sorted(os.environ) if k.startswith("SOHO_") and "__" in k}
+overrides = recorded_overrides(os.environ)
 rerun = {"commit": commit, "tasks": tasks, "training_seconds": seconds, "pretraining": pretraining}
 if overrides != run.get("overrides", {}):  # parameters only these tasks read changed: the run's are now these
     rerun |= {"overrides": overrides, "overrides_before": run.get("overrides", {})}
@@ -124,26 +125,29 @@ for name in pretrain pretrain_scl; do
 done
 cp -r weights "$kept.partial/weights"
 rm -rf "$kept" && mv "$kept.partial" "$kept"
-python - "$out/run.json" "$seed" "$kernel" "$seconds" "$(git rev-parse HEAD)" "$kept" <<'PY'
-import hashlib, json, os, platform, sys
+python - "$out/run.json" "$seed" "$kernel" "$seconds" "$(git rev-parse HEAD)" "$kept" "$(python scripts/kernels.py fingerprint)" <<'PY'
+import json, os, platform, sys
 from pathlib import Path
 import torch
-path, seed, kernel, seconds, commit, kept = sys.argv[1:]
+sys.path.insert(0, "scripts")
+from run_record import recorded_overrides, sha256
+path, seed, kernel, seconds, commit, kept, kernels = sys.argv[1:]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
 flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
 env = {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS") if k in os.environ}
 # parameters set from the environment over HEAD's params.yaml (a candidate configuration, see the header)
-overrides = {k: os.environ[k] for k in sorted(os.environ) if k.startswith("SOHO_") and "__" in k}
+overrides = recorded_overrides(os.environ)
 info = {
     "seed": int(seed), "kernel": kernel, "env": env, "overrides": overrides, "cpu": cpu, "avx512f": "avx512f" in flags,
     "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads(),
+    "kernel_fingerprint": json.loads(kernels)["fingerprint"],  # scripts/kernels.py: the same = the same float results
     "commit": commit, "training_seconds": int(seconds),
     "checkpoints": {  # the weights kept in reference/checkpoints/<runs|heldout>/<run>/, for reruns of single tasks
-        name: hashlib.sha256((Path(kept) / name / "model.safetensors").read_bytes()).hexdigest()
+        name: sha256(Path(kept) / name / "model.safetensors")
         for name in ("pretrain", "pretrain_scl")
     }
     | {  # and the starting weights (weights/: the stand-in CNN, when params.yaml has one)
-        str(file.relative_to(kept)): hashlib.sha256(file.read_bytes()).hexdigest()
+        str(file.relative_to(kept)): sha256(file)
         for file in sorted((Path(kept) / "weights").rglob("*"))
         if file.is_file()
     },

@@ -76,3 +76,92 @@ def test_make_bands_takes_a_run_made_with_overrides_only_once_params_yaml_holds_
     with pytest.raises(SystemExit, match=r"(?s)overrides no longer load: .*SOHO_FINETUNE__RETRIEVAL_RERANK_K"):
         make_bands.check_overrides(tmp_path, {"SOHO_FINETUNE__RETRIEVAL_RERANK_K": "-1"}, params)
     assert os.environ["SOHO_FINETUNE__EVAL_BATCH_SIZE"] == "7" and "SOHO_FINETUNE__RETRIEVAL_RERANK_K" not in os.environ
+
+
+def _script(name: str):
+    """A module of scripts/ (they are run as files, not installed)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+
+
+def test_kernel_exports_select_each_setting_and_refuse_an_unknown_one_by_name():
+    """seed_run.sh evals these lines: each setting's variables, exactly; an unknown name lists the known ones."""
+    kernels = _script("kernels")
+    for kernel, variables in kernels.KERNELS.items():
+        done = subprocess.run(
+            [sys.executable, "scripts/kernels.py", "exports", kernel], cwd=REPO, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == [f"export {k}={v}" for k, v in variables.items()]
+    assert kernels.KERNELS["avx2"] == {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    done = subprocess.run(
+        [sys.executable, "scripts/kernels.py", "exports", "avx512"], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    assert "unknown KERNEL 'avx512' (native, avx2, avx, one-thread)" in done.stderr
+
+
+def test_kernel_fingerprint_is_the_same_for_the_same_kernels_and_follows_the_cpu_capability():
+    """Two processes with the same settings agree; forcing ATen's scalar kernels changes the float results."""
+    kernels = _script("kernels")
+    first, again = kernels.compare(["native", "native"])
+    assert first["fingerprint"] == again["fingerprint"] and len(first["fingerprint"]) == 16
+    env = os.environ | {"ATEN_CPU_CAPABILITY": "default"}  # no vector unit: other exp/softmax/GELU rounding
+    done = subprocess.run(
+        [sys.executable, "scripts/kernels.py", "fingerprint"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    scalar = __import__("json").loads(done.stdout)
+    assert scalar["torch_cpu_capability"] == "DEFAULT"
+    assert scalar["fingerprint"] != first["fingerprint"]
+
+
+def test_kernel_compare_says_which_settings_give_the_native_results(monkeypatch, capsys):
+    kernels = _script("kernels")
+    rows = [
+        {"kernel": k, "fingerprint": f, "torch_cpu_capability": "AVX512", "torch_threads": 2}
+        for k, f in (("native", "aaaa"), ("avx2", "bbbb"), ("avx", "aaaa"))
+    ]
+    monkeypatch.setattr(kernels, "compare", lambda names: rows)
+    monkeypatch.setattr(sys, "argv", ["kernels.py", "compare"])
+    kernels.main()
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.endswith("(the same results as native here)") for line in lines] == [False, False, True]
+
+
+def test_make_bands_counts_the_distinct_kernel_results_of_its_runs():
+    """The same fingerprint is the same results, on any CPU; runs made before fingerprints existed are counted apart."""
+    make_bands = _script("make_bands")
+    described = [
+        {"cpu": "EPYC", "kernel_fingerprint": "aa"},
+        {"cpu": "EPYC", "kernel_fingerprint": "aa"},
+        {"cpu": "EPYC", "kernel_fingerprint": "bb"},
+        {"cpu": "Xeon", "kernel_fingerprint": "aa"},
+        {"cpu": "EPYC"},
+    ]
+    assert (
+        make_bands.kernel_results(described) == "2 distinct among 4 fingerprinted runs (1 runs without a fingerprint)"
+    )
+    assert make_bands.kernel_results(described[:2]) == "1 distinct among 2 fingerprinted runs"
+
+
+def test_a_run_records_every_parameter_override_whole_sections_too_and_not_its_own_seed(tmp_path):
+    """seed_run.sh's run.json: make_bands refuses a run whose overrides params.yaml does not hold."""
+    run_record = _script("run_record")
+    environ = {
+        "PATH": "/usr/bin",
+        "SOHO_SEED": "3",  # seed_run.sh's own: run.json has it as "seed"
+        "SOHO_PIPELINE_ID": "abc",  # not a parameter
+        "SOHO_FINETUNE": '{"eval_batch_size": 7}',  # a whole section
+        "SOHO_FINETUNE__RETRIEVAL_RERANK_K": "3",
+    }
+    assert run_record.recorded_overrides(environ) == {
+        "SOHO_FINETUNE": '{"eval_batch_size": 7}',
+        "SOHO_FINETUNE__RETRIEVAL_RERANK_K": "3",
+    }
+    with pytest.raises(ValueError, match="SOHO_FINETUNE__NO_SUCH_KEY"):
+        run_record.recorded_overrides(environ | {"SOHO_FINETUNE__NO_SUCH_KEY": "1"})
+    (tmp_path / "f").write_bytes(b"abc")
+    assert run_record.sha256(tmp_path / "f") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
