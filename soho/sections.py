@@ -326,9 +326,9 @@ class FinetuneParams(Section):
         overlay = getattr(self, field).get(name)
         if not overlay:
             return self
-        for key in sorted(forbidden & set(overlay)):
+        if refused := sorted(forbidden & set(overlay)):  # named one at a time, the first in sorted order
             raise ValueError(
-                f"{field}.{name}.{key}: cannot be set per {field.removeprefix('by_').rstrip('s')}"
+                f"{field}.{name}.{refused[0]}: cannot be set per {field.removeprefix('by_').rstrip('s')}"
                 + (f" (only {', '.join(sorted(PER_VARIANT))})" if field == "by_variant" else "")
             )
         try:
