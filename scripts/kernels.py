@@ -1,7 +1,7 @@
 """The CPU kernel settings of the reference matrix, and whether each changes floating-point results here.
 
 Usage:
-  python scripts/kernels.py exports KERNEL        shell lines that select KERNEL (scripts/seed_run.sh evals them)
+  python scripts/kernels.py exports KERNEL        shell lines that select KERNEL, clearing the others (seed_run.sh evals them)
   python scripts/kernels.py fingerprint           the float fingerprint of this process's kernels (JSON)
   python scripts/kernels.py compare [KERNEL ...]  each setting's fingerprint, side by side (default: all)
 
@@ -31,6 +31,9 @@ KERNELS: dict[str, dict[str, str]] = {
     "avx": {"MKL_CBWR": "AVX"},
     "one-thread": {"OMP_NUM_THREADS": "1"},
 }
+
+
+KERNEL_VARIABLES = sorted({key for env in KERNELS.values() for key in env})  # cleared before a setting applies
 
 
 def kernel_env(kernel: str) -> dict[str, str]:
@@ -72,7 +75,7 @@ def compare(kernels: list[str]) -> list[dict]:
     """Each setting's fingerprint, from a fresh process (the variables are read at start-up)."""
     rows = []
     for kernel in kernels:
-        env = os.environ | kernel_env(kernel)
+        env = {k: v for k, v in os.environ.items() if k not in KERNEL_VARIABLES} | kernel_env(kernel)
         done = subprocess.run(
             [sys.executable, __file__, "fingerprint"], env=env, capture_output=True, text=True, check=True
         )
@@ -88,7 +91,9 @@ def main() -> None:
     commands.add_parser("compare").add_argument("kernels", nargs="*", default=list(KERNELS))
     args = parser.parse_args()
     if args.command == "exports":
-        print("".join(f"export {key}={value}\n" for key, value in kernel_env(args.kernel).items()), end="")
+        chosen = kernel_env(args.kernel)  # the caller's own settings must not leak into `native`
+        print(f"unset {' '.join(KERNEL_VARIABLES)}")
+        print("".join(f"export {key}={value}\n" for key, value in chosen.items()), end="")
     elif args.command == "fingerprint":
         print(json.dumps(fingerprint()))
     else:

@@ -41,7 +41,7 @@ def keys(results: dict) -> list[str]:
 
 
 def describe(run_dir: Path) -> dict:
-    """A run's seed and kernel setting from its run.json (scripts/run_matrix.sh writes it)."""
+    """A run's seed, kernel setting, CPU and kernel fingerprint from its run.json (scripts/seed_run.sh writes it)."""
     path = run_dir / "run.json"
     if not path.is_file():
         raise SystemExit(f"error: {path}: missing (every reference run records its seed and kernel setting)")
@@ -57,7 +57,7 @@ def kernel_results(described: list[dict]) -> str:
     Why: a kernel setting can change nothing on a CPU (MKL_CBWR=AVX on an AVX-512 EPYC), and bands
     meant to hold on any CPU need runs whose kernels really differed (issue 13).
     """
-    known = {run["kernel_fingerprint"] for run in described if "kernel_fingerprint" in run}  # on any CPU
+    known = {run["kernel_fingerprint"] for run in described if "kernel_fingerprint" in run}  # same hash: same results
     unknown = sum("kernel_fingerprint" not in run for run in described)
     return f"{len(known)} distinct among {len(described) - unknown} fingerprinted runs" + (
         f" ({unknown} runs without a fingerprint)" if unknown else ""

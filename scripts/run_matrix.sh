@@ -21,8 +21,8 @@ if [ "${1:-}" = --tasks ]; then IFS=, read -r -a tasks <<< "$2"; shift 2; fi
 case "$kind" in runs|heldout) ;; *) echo "error: run_matrix.sh: first argument must be runs or heldout (got '$kind')" >&2; exit 2 ;; esac
 for cell in "$@"; do  # every cell is checked before the first (long) run starts
   seed=${cell%%:*} kernel=${cell#*:}
-  [[ "$cell" =~ ^[0-9]+:(native|avx2|avx|one-thread)$ ]] || {
-    echo "error: run_matrix.sh: '$cell' is not SEED:KERNEL (KERNEL: native, avx2, avx, one-thread)" >&2; exit 2; }
+  [[ "$cell" =~ ^[0-9]+:[a-z0-9-]+$ ]] || { echo "error: run_matrix.sh: '$cell' is not SEED:KERNEL" >&2; exit 2; }
+  python3 scripts/kernels.py exports "$kernel" > /dev/null || exit 2  # names the known settings
 done
 for cell in "$@"; do
   seed=${cell%%:*} kernel=${cell#*:}

@@ -25,3 +25,16 @@ def recorded_overrides(environ: Mapping[str, str]) -> dict[str, str]:
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), as run.json records it."""
+    import platform
+
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    return next(
+        (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor()
+    )

@@ -11,7 +11,7 @@
 # Data stay those of params.yaml (the shards of this checkout, seed 0): only the training
 # randomness (initialisation, data order, masking, negatives) and the kernels change, which is
 # the spread a CI run on another machine can show. Runs in a scratch git worktree of HEAD; copies
-# results/*.json to OUT_DIR with run.json (seed, kernel, CPU, commit, seconds).
+# results/*.json to OUT_DIR with run.json (seed, kernel, kernel fingerprint, CPU, torch, commit, seconds).
 # TASK ...: a partial rerun into an existing OUT_DIR after a change that touches only those
 # tasks (e.g. retrieval_msrvtt after a video-decoding fix); only the named tasks' results are
 # replaced, and run.json lists the rerun (commit, tasks, seconds, where its pre-training came from).
@@ -49,6 +49,7 @@ rm -rf "$work/shards" && ln -s "$PWD/shards" "$work/shards"
 export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false SOHO_SEED=$seed
 export MLFLOW_TRACKING_URI="sqlite:///$work/mlflow.db" PYTHONPATH="$work"  # this checkout's soho, not an editable install elsewhere
 cd "$work"
+fingerprint=$(python scripts/kernels.py fingerprint)  # before the long part: a failure here loses nothing
 rm -f results/*.json  # HEAD's committed numbers must not pass for this run's
 start=$(date +%s)
 from_kept=no
@@ -90,12 +91,13 @@ for task in "${tasks[@]}"; do
 done
 seconds=$(( $(date +%s) - start ))
 if [ ${#rerun_tasks[@]} -gt 0 ]; then
-  python - "$out" "$(git rev-parse HEAD)" "$seconds" "$from_kept" "${rerun_tasks[@]}" <<'PY'
+  python - "$out" "$(git rev-parse HEAD)" "$seconds" "$from_kept" "$fingerprint" "${rerun_tasks[@]}" <<'PY'
 import json, os, shutil, sys
 from pathlib import Path
 sys.path.insert(0, "scripts")
-from run_record import recorded_overrides
-out, commit, seconds, from_kept, tasks = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5:]
+from run_record import cpu_name, recorded_overrides
+out, commit, seconds, from_kept, kernels = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+tasks = sys.argv[6:]
 for name in ("pretrain.json", "pretrain_scl.json"):  # the rerun stands on the same pre-training, or not at all
     old, new = (json.loads(p.read_text()) for p in (out / name, Path("results") / name))
     differs = sorted(k for k in set(old) | set(new) if k != "final_samples_per_s" and old.get(k) != new.get(k))
@@ -106,7 +108,8 @@ for task in tasks:
 run = json.loads((out / "run.json").read_text())
 pretraining = "kept weights" if from_kept == "yes" else "pre-trained again, reproduced"
 overrides = recorded_overrides(os.environ)
-rerun = {"commit": commit, "tasks": tasks, "training_seconds": seconds, "pretraining": pretraining}
+rerun = {"commit": commit, "tasks": tasks, "training_seconds": seconds, "pretraining": pretraining, "cpu": cpu_name()}
+rerun["kernel_fingerprint"] = json.loads(kernels)["fingerprint"]  # a rerun may run on another CPU
 if overrides != run.get("overrides", {}):  # parameters only these tasks read changed: the run's are now these
     rerun |= {"overrides": overrides, "overrides_before": run.get("overrides", {})}
     run["overrides"] = overrides
@@ -125,7 +128,7 @@ for name in pretrain pretrain_scl; do
 done
 cp -r weights "$kept.partial/weights"
 rm -rf "$kept" && mv "$kept.partial" "$kept"
-python - "$out/run.json" "$seed" "$kernel" "$seconds" "$(git rev-parse HEAD)" "$kept" "$(python scripts/kernels.py fingerprint)" <<'PY'
+python - "$out/run.json" "$seed" "$kernel" "$seconds" "$(git rev-parse HEAD)" "$kept" "$fingerprint" <<'PY'
 import json, os, platform, sys
 from pathlib import Path
 import torch
@@ -140,7 +143,9 @@ overrides = recorded_overrides(os.environ)
 info = {
     "seed": int(seed), "kernel": kernel, "env": env, "overrides": overrides, "cpu": cpu, "avx512f": "avx512f" in flags,
     "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads(),
-    "kernel_fingerprint": json.loads(kernels)["fingerprint"],  # scripts/kernels.py: the same = the same float results
+    "torch": torch.__version__,
+    # scripts/kernels.py: the same fingerprint = the same results for the operations it runs (same torch)
+    "kernel_fingerprint": json.loads(kernels)["fingerprint"],
     "commit": commit, "training_seconds": int(seconds),
     "checkpoints": {  # the weights kept in reference/checkpoints/<runs|heldout>/<run>/, for reruns of single tasks
         name: sha256(Path(kept) / name / "model.safetensors")
