@@ -1,13 +1,9 @@
 #!/usr/bin/env bash
 # One reference run of the embedded pipeline's training stages, for validate's bands and claims.
 # Usage: scripts/seed_run.sh SEED OUT_DIR [KERNEL [TASK ...]]
-#   KERNEL (the CPU floating-point kernels the run uses; default: native)
-#     native     whatever torch, MKL and oneDNN pick on this CPU
-#     avx2       ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 (an AVX2 CPU's kernels)
-#     avx        MKL_CBWR=AVX (MKL's AVX code path, for AVX2 machines)
-#     one-thread OMP_NUM_THREADS=1 (one torch thread: other reduction orders)
-#   (scripts/kernels.py defines them; `python scripts/kernels.py compare` shows which change float
-#   results on this CPU, and run.json records the run's kernel fingerprint)
+#   KERNEL (the CPU floating-point kernels the run uses; default: native): native, avx2, avx or
+#   one-thread, whose variables scripts/kernels.py defines; `python scripts/kernels.py compare` shows
+#   which change float results on this CPU, and run.json records the run's kernel fingerprint
 # Data stay those of params.yaml (the shards of this checkout, seed 0): only the training
 # randomness (initialisation, data order, masking, negatives) and the kernels change, which is
 # the spread a CI run on another machine can show. Runs in a scratch git worktree of HEAD; copies
@@ -21,7 +17,8 @@
 # same CPU and kernels), else the run has to be made whole.
 # SOHO_<SECTION>__<KEY>=value (or a whole section, SOHO_<SECTION>='{...}') in the environment sets a
 # parameter over HEAD's params.yaml for every stage of the run (a candidate configuration measured
-# before params.yaml adopts it); run.json lists them under "overrides" (scripts/run_record.py). A band or held-out run belongs to params.yaml as committed: make it without them.
+# before params.yaml adopts it); run.json lists them under "overrides" (scripts/run_record.py). A
+# band or held-out run belongs to params.yaml as committed: make it without them.
 # A TASK rerun may change parameters that only those tasks read (e.g. a variant's retrieval protocol):
 # its overrides become the run's, the earlier ones are kept in its entry of "reruns".
 # A whole run keeps its pre-trained weights (model.safetensors, spec.json, metrics.json of
@@ -129,15 +126,16 @@ done
 cp -r weights "$kept.partial/weights"
 rm -rf "$kept" && mv "$kept.partial" "$kept"
 python - "$out/run.json" "$seed" "$kernel" "$seconds" "$(git rev-parse HEAD)" "$kept" "$fingerprint" <<'PY'
-import json, os, platform, sys
+import json, os, sys
 from pathlib import Path
 import torch
 sys.path.insert(0, "scripts")
-from run_record import recorded_overrides, sha256
+from kernels import KERNEL_VARIABLES
+from run_record import cpu_name, recorded_overrides, sha256
 path, seed, kernel, seconds, commit, kept, kernels = sys.argv[1:]
-cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+cpu = cpu_name()
 flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
-env = {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS") if k in os.environ}
+env = {k: os.environ[k] for k in KERNEL_VARIABLES if k in os.environ}
 # parameters set from the environment over HEAD's params.yaml (a candidate configuration, see the header)
 overrides = recorded_overrides(os.environ)
 info = {

@@ -1,4 +1,4 @@
-"""The repo's scripts on the committed tree: check_lock.py (dvc.lock versus the tree) and make_bands.py."""
+"""The repo's scripts on the committed tree: check_lock.py, make_bands.py, kernels.py and run_record.py."""
 
 import os
 import subprocess
@@ -7,6 +7,15 @@ import sys
 import pytest
 
 from ..conftest import REPO
+
+
+def _script(name: str):
+    """A module of scripts/ (they are run as files, not installed)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
 
 
 @pytest.mark.slow
@@ -62,11 +71,7 @@ def test_evaluation_cost_counts_every_paper_split_with_coco_retrieval_the_larges
 
 def test_make_bands_takes_a_run_made_with_overrides_only_once_params_yaml_holds_them(tmp_path, monkeypatch):
     """A candidate configuration's runs (seed_run.sh with SOHO_* set) make bands only after params.yaml adopts it."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        import make_bands
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
+    make_bands = _script("make_bands")
     monkeypatch.setenv("SOHO_FINETUNE__EVAL_BATCH_SIZE", "7")  # the caller's own environment is set aside
     params = REPO / "params.yaml"
     held = make_bands.load_params(params).finetune.retrieval_rerank_k
@@ -76,15 +81,6 @@ def test_make_bands_takes_a_run_made_with_overrides_only_once_params_yaml_holds_
     with pytest.raises(SystemExit, match=r"(?s)overrides no longer load: .*SOHO_FINETUNE__RETRIEVAL_RERANK_K"):
         make_bands.check_overrides(tmp_path, {"SOHO_FINETUNE__RETRIEVAL_RERANK_K": "-1"}, params)
     assert os.environ["SOHO_FINETUNE__EVAL_BATCH_SIZE"] == "7" and "SOHO_FINETUNE__RETRIEVAL_RERANK_K" not in os.environ
-
-
-def _script(name: str):
-    """A module of scripts/ (they are run as files, not installed)."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
 
 
 def test_kernel_exports_select_each_setting_and_refuse_an_unknown_one_by_name():
