@@ -10,7 +10,9 @@
 #   scripts/run_matrix.sh runs 0:native 0:avx2 1:native 1:avx2 2:native
 #   scripts/run_matrix.sh heldout 5:native 6:avx2
 #   --tasks  a partial rerun of existing runs after a change that touches only those tasks
-#            (see scripts/seed_run.sh): pre-training must reproduce, the tasks' results are replaced
+#            (see scripts/seed_run.sh): pre-training must reproduce, the tasks' results are replaced;
+#            --tasks pretrain_scl[,TASK...]: SOHO + SCL pre-trains again (its overrides changed) and
+#            only its variant is fine-tuned again, on the named tasks or on all
 # Each run takes the training stages' time of one embedded `dvc repro` (minutes on 2 cores);
 # the shards must exist (`dvc repro shard`).
 set -euo pipefail

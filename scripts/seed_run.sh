@@ -21,6 +21,11 @@
 # band or held-out run belongs to params.yaml as committed: make it without them.
 # A TASK rerun may change parameters that only those tasks read (e.g. a variant's retrieval protocol):
 # its overrides become the run's, the earlier ones are kept in its entry of "reruns".
+# TASK pretrain_scl: SOHO + SCL's pre-training changed (pretrain_scl.overrides) and SOHO's did not:
+# SCL pre-trains again beside SOHO's kept weights, and only the pretrained_scl variant of the named
+# tasks (every task when none is named) is fine-tuned again; its entry replaces the one in each
+# task's results (the other variants do not read SCL's weights), and the kept SCL weights and
+# their sha256 in run.json are replaced.
 # A whole run keeps its pre-trained weights (model.safetensors, spec.json, metrics.json of
 # pretrain and pretrain_scl, 170 MB) and its starting weights (weights/: the CNN's stand-in for
 # ImageNet when params.yaml sets model.vision.weights, trained with the run's seed; the scratch
@@ -30,6 +35,10 @@ cd "$(dirname "$0")/.."
 seed=$1 out=$(realpath -m "$2") kernel=${3:-native}
 kept="$PWD/reference/checkpoints/$(basename "$(dirname "$out")")/$(basename "$out")"  # its pre-trained weights, outside git
 shift $(( $# < 3 ? $# : 3 )); rerun_tasks=("$@")
+scl_again=no named_tasks=()
+for task in "${rerun_tasks[@]}"; do
+  if [ "$task" = pretrain_scl ]; then scl_again=yes; else named_tasks+=("$task"); fi
+done
 if [ ${#rerun_tasks[@]} -gt 0 ]; then
   [ -f "$out/run.json" ] || { echo "error: seed_run.sh: a partial rerun needs a whole run in $out (no run.json)" >&2; exit 2; }
   old_seed=$(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(r['seed'], r['kernel'])" "$out/run.json")
@@ -52,13 +61,14 @@ start=$(date +%s)
 from_kept=no
 if [ ${#rerun_tasks[@]} -gt 0 ]; then
   status=0
-  python - "$out/run.json" "$kept" <<'PY' || status=$?
+  python - "$out/run.json" "$kept" "$scl_again" <<'PY' || status=$?
 import json, sys
 from pathlib import Path
 sys.path.insert(0, "scripts")
 from run_record import sha256
 recorded, kept = json.loads(Path(sys.argv[1]).read_text()).get("checkpoints", {}), Path(sys.argv[2])
-files = {name: kept / name / "model.safetensors" for name in ("pretrain", "pretrain_scl")}
+reused = ("pretrain",) if sys.argv[3] == "yes" else ("pretrain", "pretrain_scl")  # SCL's is made again
+files = {name: kept / name / "model.safetensors" for name in reused}
 files |= {name: kept / name for name in recorded if name.startswith("weights/")}  # the run's starting weights
 if not recorded or any(not path.is_file() for path in files.values()):
     sys.exit(1)  # nothing kept: pre-train again
@@ -71,39 +81,64 @@ PY
 fi
 if [ "$from_kept" = yes ]; then
   mkdir -p checkpoints results
-  for name in pretrain pretrain_scl; do
+  reused=(pretrain); [ "$scl_again" = yes ] || reused+=(pretrain_scl)
+  for name in "${reused[@]}"; do
     cp -r "$kept/$name" checkpoints/ && cp "$out/$name.json" results/
   done
   [ ! -d "$kept/weights" ] || cp -r "$kept/weights/." weights/  # the stand-in the scratch variant starts from
-  echo "seed $seed ($kernel): the pre-trained weights kept in $kept (sha256 as run.json): no pre-training"
+  echo "seed $seed ($kernel): the pre-trained weights kept in $kept (sha256 as run.json): no pre-training of ${reused[*]}"
+  [ "$scl_again" = no ] || python stages/pretrain.py --variant scl
 else
   python stages/weights.py  # the starting weights: the embedded CNN's stand-in is trained with this seed
   python stages/pretrain.py
   python stages/pretrain.py --variant scl
 fi
-tasks=("${rerun_tasks[@]}")
+tasks=("${named_tasks[@]}")
 [ ${#tasks[@]} -gt 0 ] || read -r -a tasks <<< "$(python -c "from soho.tasks import TASKS; print(*TASKS)")"
 for task in "${tasks[@]}"; do
-  python stages/finetune.py --task "$task"  # trains, then scores every variant
+  if [ "$scl_again" = yes ]; then  # only the variant that reads SCL's weights (not a recorded override)
+    SOHO_FINETUNE__VARIANTS='["pretrained_scl"]' python stages/finetune.py --task "$task"
+  else
+    python stages/finetune.py --task "$task"  # trains, then scores every variant
+  fi
 done
 seconds=$(( $(date +%s) - start ))
 if [ ${#rerun_tasks[@]} -gt 0 ]; then
-  python - "$out" "$(git rev-parse HEAD)" "$seconds" "$from_kept" "$fingerprint" "${rerun_tasks[@]}" <<'PY'
+  if [ "$scl_again" = yes ]; then  # SCL's new weights are the run's kept ones from now on
+    rm -rf "$kept.scl" && mkdir -p "$kept.scl"
+    cp checkpoints/pretrain_scl/{model.safetensors,spec.json,metrics.json} "$kept.scl/"
+    rm -rf "$kept/pretrain_scl" && mv "$kept.scl" "$kept/pretrain_scl"
+  fi
+  python - "$out" "$(git rev-parse HEAD)" "$seconds" "$from_kept" "$fingerprint" "$scl_again" "$kept" "${tasks[@]}" <<'PY'
 import json, os, shutil, sys
 from pathlib import Path
 sys.path.insert(0, "scripts")
-from run_record import cpu_name, recorded_overrides
+from run_record import cpu_name, recorded_overrides, sha256
 out, commit, seconds, from_kept, kernels = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
-tasks = sys.argv[6:]
-for name in ("pretrain.json", "pretrain_scl.json"):  # the rerun stands on the same pre-training, or not at all
+scl_again, kept, tasks = sys.argv[6] == "yes", Path(sys.argv[7]), sys.argv[8:]
+kept_names = ("pretrain.json",) if scl_again else ("pretrain.json", "pretrain_scl.json")
+for name in kept_names:  # the rerun stands on the same pre-training, or not at all
     old, new = (json.loads(p.read_text()) for p in (out / name, Path("results") / name))
     differs = sorted(k for k in set(old) | set(new) if k != "final_samples_per_s" and old.get(k) != new.get(k))
     if differs:
         sys.exit(f"error: seed_run.sh: {name} of this rerun differs from {out / name} in {differs}: make the run whole")
-for task in tasks:
-    shutil.copyfile(Path("results") / f"{task}.json", out / f"{task}.json")
 run = json.loads((out / "run.json").read_text())
+for task in tasks:
+    if not scl_again:
+        shutil.copyfile(Path("results") / f"{task}.json", out / f"{task}.json")
+        continue
+    # only pretrained_scl was trained: the run's other variants stand (written as soho.tasks.scoring does)
+    new, merged = (json.loads(p.read_text()) for p in (Path("results") / f"{task}.json", out / f"{task}.json"))
+    if merged.get("chance") != new.get("chance"):
+        sys.exit(f"error: seed_run.sh: {task}'s chance differs from {out / task}.json: not the same evaluation")
+    (out / f"{task}.json").write_text(json.dumps(merged | {"pretrained_scl": new["pretrained_scl"]}, indent=1, sort_keys=True))
+if scl_again:
+    shutil.copyfile(Path("results") / "pretrain_scl.json", out / "pretrain_scl.json")
+    run["checkpoints"]["pretrain_scl"] = sha256(kept / "pretrain_scl" / "model.safetensors")
 pretraining = "kept weights" if from_kept == "yes" else "pre-trained again, reproduced"
+if scl_again:
+    pretraining = f"SOHO: {pretraining}; SOHO + SCL: pre-trained again"
+    tasks = ["pretrain_scl", *tasks]
 overrides = recorded_overrides(os.environ)
 rerun = {"commit": commit, "tasks": tasks, "training_seconds": seconds, "pretraining": pretraining, "cpu": cpu_name()}
 rerun["kernel_fingerprint"] = json.loads(kernels)["fingerprint"]  # a rerun may run on another CPU

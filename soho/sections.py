@@ -160,8 +160,10 @@ class ObjectiveParams(Section):
     itm: float = Field(default=1.0, ge=0)
     # albef: a forward of its own over B matched pairs and 2B negatives, one text and one image per
     # pair, hard by ITC similarity when ITC trains (ALBEF); soho: the official SOHO pre-training,
-    # half the captions swapped for another image's, and MLM, MVM and ITM on that one forward
-    itm_negatives: Literal["albef", "soho"] = "albef"
+    # half the captions swapped for another image's, and MLM, MVM and ITM on that one forward;
+    # scl: the official SCL pre-training (compute_itm), a forward of its own over B captions, half
+    # of them shown another image drawn uniformly (never by ITC similarity)
+    itm_negatives: Literal["albef", "soho", "scl"] = "albef"
     mlm_probability: float = Field(default=0.15, gt=0, lt=1)
     mvm_probability: float = Field(default=0.3, ge=0, le=1)
     itc: float = Field(default=0.0, ge=0)  # image-text contrastive (SCL's alignment; hard negatives for ITM)

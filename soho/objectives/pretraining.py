@@ -3,7 +3,9 @@
 ITM's pairs follow ``pretrain.objectives.itm_negatives``: ``soho`` as the official SOHO code
 (half the captions swapped for another image's, MLM, MVM and ITM read off the one masked
 forward: one fusion pass of B rows), ``albef`` as ALBEF (a second, unmasked forward over B
-matched pairs and 2B negatives both ways: three times the rows). Each objective has a weight
+matched pairs and 2B negatives both ways: three times the rows), ``scl`` as the official SCL
+code (a second, unmasked forward over B captions, half of them with another image: B rows,
+negatives uniform even when ITC trains). Each objective has a weight
 (``params.yaml: pretrain.objectives``); weight 0 removes it (and its forward work) from the
 step, so ablations are parameter sweeps.
 """
@@ -86,7 +88,9 @@ def pretraining_step(
         total = total + weights.scl * loss
         out |= {"scl_loss": loss.detach()} | parts
     if weights.itm > 0:
-        if not shared_itm:  # ALBEF's pairs: a second forward, after ITC gave the hard negatives' weights
+        if weights.itm_negatives == "scl":  # SCL's pairs: a second forward, half the images false
+            itm_logits, itm_labels = false_image_pairs(model, batch, visual, layout, same, generator, valid)
+        elif not shared_itm:  # ALBEF's pairs: a second forward, after ITC gave the hard negatives' weights
             itm_logits, itm_labels = itm_pairs(model, batch, visual, layout, similarity, same, generator, valid)
         loss, acc = itm.itm_loss(itm_logits, itm_labels)
         total = total + weights.itm * loss
@@ -186,6 +190,42 @@ def itm_pairs(
     )
     labels = torch.cat([torch.ones_like(input_ids[:, 0]), torch.zeros_like(negative_texts), torch.zeros_like(texts)])
     return model.itm_logits(hidden, mask, rows), labels.long()
+
+
+def false_image_pairs(
+    model: SohoModel,
+    batch: dict[str, torch.Tensor],
+    visual: torch.Tensor,
+    layout: tuple[int, int, int],
+    same: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    valid: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SCL's ITM pairs: (logits (B,2), labels (B,): 1 matched, 0 shown a false image).
+
+    As IIGROUP/SCL ``compute_itm``: labels are B//2 ones and the rest zeros in a random order;
+    a row labelled 0 gets a false image (``false_image_0``, drawn uniformly from the data set:
+    here another image of the batch, never one of the same ``image_key``), and every row goes
+    through one unmasked forward. Why not ITC's hard negatives: SCL draws its false images at
+    random, and at the embedded scale ITM on ITC-drawn negatives never left the class prior
+    (held-out ITM 0.500 in every reference run until stop 39, ``docs/deviations.md``).
+    A row with no other image in the batch stays matched.
+    """
+    input_ids, attention = batch["input_ids"], batch["attention_mask"]
+    size, device = len(input_ids), input_ids.device
+    order = torch.randperm(size, generator=generator, device=device)
+    false = torch.zeros(size, dtype=torch.bool, device=device)
+    false[order[size // 2 :]] = True  # (B,) as SCL: pos_len = B // 2, the rest negatives, shuffled
+    texts, images = itm.sample_negatives(
+        torch.zeros(size, size, device=device), None if same is None else same.t(), generator
+    )  # (R,) texts with another image to show, (R,) that image
+    shown = torch.arange(size, device=device)
+    drawn = false[texts]
+    shown[texts[drawn]] = images[drawn]
+    labels = (shown == torch.arange(size, device=device)).long()
+    rows = None if valid is None else valid[shown]
+    hidden = model.fuse(input_ids, attention, visual[shown], layout, visual_valid=rows)
+    return model.itm_logits(hidden, attention, rows), labels
 
 
 def semantic_completion(

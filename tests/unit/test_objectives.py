@@ -174,6 +174,35 @@ def test_soho_itm_swaps_about_half_the_captions_for_another_images():
     assert labels.tolist() == [1, 1, 1, 1]
 
 
+def test_scl_itm_shows_half_the_captions_a_false_image_never_one_of_their_own():
+    from soho.objectives.pretraining import false_image_pairs
+
+    # 60 images with two captions each: rows 2k and 2k+1 show image k (the visual grid holds k)
+    size = 120
+    image = torch.arange(size) // 2
+    same = image[:, None] == image[None, :]
+    batch, _ = _itm_batch(size)
+    visual = image.float()[:, None, None].expand(size, 4, 2)
+    model = _RecordingModel()
+    _, labels = false_image_pairs(model, batch, visual, (1, 2, 2), same, torch.Generator().manual_seed(0))
+    texts, images = (torch.tensor(column) for column in zip(*model.pairs, strict=True))
+    assert torch.equal(texts, torch.arange(size))  # one unmasked row per caption, in order
+    matched = labels == 1
+    assert torch.equal(images[matched], image[matched])  # a matched row shows its own image
+    assert (images[~matched] != image[~matched]).all()  # a false one: another image, not a twin caption's
+    assert matched.sum() == size // 2  # SCL: pos_len = B // 2, the rest negatives
+    assert len(set(images[~matched].tolist())) > 20  # drawn uniformly, not one hard image
+    again = false_image_pairs(_RecordingModel(), batch, visual, (1, 2, 2), same, torch.Generator().manual_seed(1))[1]
+    assert not torch.equal(again, labels)  # which rows are false follows the generator
+    # one image in the batch: no false image to show, every pair stays matched
+    one = torch.ones(4, 4, dtype=torch.bool)
+    small, _ = _itm_batch(4)
+    _, labels = false_image_pairs(
+        _RecordingModel(), small, visual[:4], (1, 2, 2), one, torch.Generator().manual_seed(0)
+    )
+    assert labels.tolist() == [1, 1, 1, 1]
+
+
 def _counting_fuse(model, monkeypatch) -> list[torch.Tensor]:
     """Records the input ids of every fusion forward."""
     calls: list[torch.Tensor] = []
@@ -187,7 +216,7 @@ def _counting_fuse(model, monkeypatch) -> list[torch.Tensor]:
     return calls
 
 
-def test_soho_itm_reads_mlm_mvm_and_itm_off_one_forward_and_albef_adds_its_own(monkeypatch):
+def test_soho_itm_reads_mlm_mvm_and_itm_off_one_forward_and_albef_and_scl_add_their_own(monkeypatch):
     from soho.config import ObjectiveParams
     from soho.models.fusion import load_tokenizer
     from soho.models.soho import SohoModel
@@ -204,16 +233,19 @@ def test_soho_itm_reads_mlm_mvm_and_itm_off_one_forward_and_albef_adds_its_own(m
     batch["image_key"] = torch.arange(8)
     special = torch.tensor(tokenizer.all_special_ids)
     calls = _counting_fuse(model, monkeypatch)
-    for mode, rows in (("soho", [8]), ("albef", [8, 24])):
+    for mode, rows in (("soho", [8]), ("albef", [8, 24]), ("scl", [8, 8])):
         calls.clear()
         weights = ObjectiveParams(mlm=1.0, mvm=1.0, itm=2.0, itm_negatives=mode)
         out = pretraining_step(
             model, batch, weights, special, tokenizer.mask_token_id, torch.Generator().manual_seed(0)
         )
-        assert [len(ids) for ids in calls] == rows, mode  # soho: B rows once; albef: then B positives + 2B negatives
+        # soho: B rows once; albef: then B positives + 2B negatives; scl: then B pairs, half of them false
+        assert [len(ids) for ids in calls] == rows, mode
         if mode == "soho":  # the one forward reads the swapped captions (masking keeps most tokens of each)
             swapped = (calls[0] != batch["input_ids"]).sum(1) > 2
             assert swapped.any() and not swapped.all()
+        if mode == "scl":  # its own forward reads the matched captions unmasked, as SCL's compute_itm
+            assert torch.equal(calls[1], batch["input_ids"])
         assert {"mlm_acc", "mvm_acc", "itm_acc"} <= set(out)
         total = sum(getattr(weights, k) * out[f"{k}_loss"] for k in ("mlm", "mvm", "itm"))
         assert torch.isclose(out["loss"], total, rtol=1e-4)
