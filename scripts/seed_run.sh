@@ -96,8 +96,8 @@ fi
 tasks=("${named_tasks[@]}")
 [ ${#tasks[@]} -gt 0 ] || read -r -a tasks <<< "$(python -c "from soho.tasks import TASKS; print(*TASKS)")"
 for task in "${tasks[@]}"; do
-  if [ "$scl_again" = yes ]; then  # only the variant that reads SCL's weights (not a recorded override)
-    SOHO_FINETUNE__VARIANTS='["pretrained_scl"]' python stages/finetune.py --task "$task"
+  if [ "$scl_again" = yes ]; then  # only the variant that reads SCL's weights
+    python scripts/variant_rerun.py "$task" pretrained_scl
   else
     python stages/finetune.py --task "$task"  # trains, then scores every variant
   fi
