@@ -38,3 +38,16 @@ def cpu_name() -> str:
     return next(
         (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor()
     )
+
+
+def with_variant(recorded: dict, rerun: dict, variant: str, source: str) -> dict:
+    """A task's recorded results with ``variant``'s entry from a rerun of that variant alone.
+
+    Why the check: the other variants stand only if the evaluation is the same one; chance, which
+    needs no model, shows that it is (the same splits, examples and seed). ``source`` names the file.
+    """
+    if recorded.get("chance") != rerun.get("chance"):
+        raise SystemExit(f"error: {source}: chance differs from the rerun's: not the same evaluation")
+    if variant not in rerun:
+        raise SystemExit(f"error: {source}: the rerun has no {variant!r} entry (it has {', '.join(sorted(rerun))})")
+    return recorded | {variant: rerun[variant]}

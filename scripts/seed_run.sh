@@ -78,6 +78,10 @@ for name, path in files.items():
         sys.exit(3)
 PY
   case $status in 0) from_kept=yes ;; 1) ;; *) exit "$status" ;; esac
+  if [ "$from_kept" = no ] && [ "$scl_again" = yes ]; then
+    echo "error: seed_run.sh: a pretrain_scl rerun stands on the run's kept SOHO weights; none in $kept: make the run whole" >&2
+    exit 2
+  fi
 fi
 if [ "$from_kept" = yes ]; then
   mkdir -p checkpoints results
@@ -104,16 +108,11 @@ for task in "${tasks[@]}"; do
 done
 seconds=$(( $(date +%s) - start ))
 if [ ${#rerun_tasks[@]} -gt 0 ]; then
-  if [ "$scl_again" = yes ]; then  # SCL's new weights are the run's kept ones from now on
-    rm -rf "$kept.scl" && mkdir -p "$kept.scl"
-    cp checkpoints/pretrain_scl/{model.safetensors,spec.json,metrics.json} "$kept.scl/"
-    rm -rf "$kept/pretrain_scl" && mv "$kept.scl" "$kept/pretrain_scl"
-  fi
   python - "$out" "$(git rev-parse HEAD)" "$seconds" "$from_kept" "$fingerprint" "$scl_again" "$kept" "${tasks[@]}" <<'PY'
 import json, os, shutil, sys
 from pathlib import Path
 sys.path.insert(0, "scripts")
-from run_record import cpu_name, recorded_overrides, sha256
+from run_record import cpu_name, recorded_overrides, sha256, with_variant
 out, commit, seconds, from_kept, kernels = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 scl_again, kept, tasks = sys.argv[6] == "yes", Path(sys.argv[7]), sys.argv[8:]
 kept_names = ("pretrain.json",) if scl_again else ("pretrain.json", "pretrain_scl.json")
@@ -123,17 +122,22 @@ for name in kept_names:  # the rerun stands on the same pre-training, or not at 
     if differs:
         sys.exit(f"error: seed_run.sh: {name} of this rerun differs from {out / name} in {differs}: make the run whole")
 run = json.loads((out / "run.json").read_text())
-for task in tasks:
-    if not scl_again:
-        shutil.copyfile(Path("results") / f"{task}.json", out / f"{task}.json")
-        continue
-    # only pretrained_scl was trained: the run's other variants stand (written as soho.tasks.scoring does)
-    new, merged = (json.loads(p.read_text()) for p in (Path("results") / f"{task}.json", out / f"{task}.json"))
-    if merged.get("chance") != new.get("chance"):
-        sys.exit(f"error: seed_run.sh: {task}'s chance differs from {out / task}.json: not the same evaluation")
-    (out / f"{task}.json").write_text(json.dumps(merged | {"pretrained_scl": new["pretrained_scl"]}, indent=1, sort_keys=True))
-if scl_again:
+results = {task: json.loads((Path("results") / f"{task}.json").read_text()) for task in tasks}
+if scl_again:  # only pretrained_scl was trained: the run's other variants stand
+    for task, new in results.items():  # every check before the first write
+        recorded = out / f"{task}.json"
+        results[task] = with_variant(json.loads(recorded.read_text()), new, "pretrained_scl", str(recorded))
+for task, report in results.items():  # written as soho.tasks.scoring writes them
+    (out / f"{task}.json").write_text(json.dumps(report, indent=1, sort_keys=True))
+if scl_again:  # SCL's new weights become the run's kept ones, then run.json records them
     shutil.copyfile(Path("results") / "pretrain_scl.json", out / "pretrain_scl.json")
+    staged = kept.with_name(kept.name + ".scl")
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    for name in ("model.safetensors", "spec.json", "metrics.json"):
+        shutil.copyfile(Path("checkpoints") / "pretrain_scl" / name, staged / name)
+    shutil.rmtree(kept / "pretrain_scl")
+    staged.rename(kept / "pretrain_scl")
     run["checkpoints"]["pretrain_scl"] = sha256(kept / "pretrain_scl" / "model.safetensors")
 pretraining = "kept weights" if from_kept == "yes" else "pre-trained again, reproduced"
 if scl_again:

@@ -29,9 +29,11 @@ def main(task: str, variant: str) -> None:
     trained = get(task).variants(finetune_params(params, task).variants)
     if variant not in trained:
         raise SystemExit(f"error: variant_rerun.py: {task} trains {', '.join(trained)}, not {variant!r}")
-    ctx = init_from_env()  # one process: the stage's own context
+    ctx = init_from_env()  # the stage's context: under torchrun the ranks share the work, rank 0 writes
     finetune(params, task, variant, ctx, progress=False)
     scored = evaluate(params, task, {CHANCE: None, variant: load_finetuned(params, task, variant)}, ctx)
+    if not ctx.is_main:
+        return
     for splits in scored.values():
         for values in splits.values():
             values.pop("_predictions", None)  # the submission file is the stage's, from SOHO itself

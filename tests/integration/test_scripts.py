@@ -168,3 +168,22 @@ def test_a_run_records_every_parameter_override_whole_sections_too_and_not_its_o
         run_record.recorded_overrides(environ | {"SOHO_FINETUNE__NO_SUCH_KEY": "1"})
     (tmp_path / "f").write_bytes(b"abc")
     assert run_record.sha256(tmp_path / "f") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_a_variant_rerun_replaces_that_variants_results_alone_and_only_on_the_same_evaluation():
+    """seed_run.sh's pretrain_scl rerun: SOHO + SCL's entry is new, the other variants' stand."""
+    run_record = _script("run_record")
+    recorded = {
+        "chance": {"test": {"accuracy": 50.0}},
+        "pretrained": {"test": {"accuracy": 70.0}},
+        "pretrained_scl": {"test": {"accuracy": 55.0}},
+    }
+    rerun = {"chance": {"test": {"accuracy": 50.0}}, "pretrained_scl": {"test": {"accuracy": 61.5}}}
+    merged = run_record.with_variant(recorded, rerun, "pretrained_scl", "runs/seed0/snli_ve.json")
+    assert merged == recorded | {"pretrained_scl": {"test": {"accuracy": 61.5}}}
+    assert recorded["pretrained_scl"] == {"test": {"accuracy": 55.0}}  # the recorded results are not edited
+    other = rerun | {"chance": {"test": {"accuracy": 49.5}}}  # another evaluation (another seed or split)
+    with pytest.raises(SystemExit, match="runs/seed0/snli_ve.json: chance differs"):
+        run_record.with_variant(recorded, other, "pretrained_scl", "runs/seed0/snli_ve.json")
+    with pytest.raises(SystemExit, match="no 'pretrained_scl' entry"):
+        run_record.with_variant(recorded, {"chance": rerun["chance"]}, "pretrained_scl", "snli_ve.json")
