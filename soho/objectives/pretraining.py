@@ -206,10 +206,9 @@ def false_image_pairs(
     As IIGROUP/SCL ``compute_itm``: labels are B//2 ones and the rest zeros in a random order;
     a row labelled 0 gets a false image (``false_image_0``, drawn uniformly from the data set:
     here another image of the batch, never one of the same ``image_key``), and every row goes
-    through one unmasked forward. Why not ITC's hard negatives: SCL draws its false images at
-    random, and at the embedded scale ITM on ITC-drawn negatives never left the class prior
-    (held-out ITM 0.500 in every reference run until stop 39, ``docs/deviations.md``).
-    A row with no other image in the batch stays matched.
+    through one unmasked forward. Why not ALBEF's ITC-drawn negatives (``itm_pairs``): SCL draws
+    its false images at random, and one forward of B rows costs a third of ALBEF's 3B
+    (``docs/deviations.md``, ITM pairs). A row with no other image in the batch stays matched.
     """
     input_ids, attention = batch["input_ids"], batch["attention_mask"]
     size, device = len(input_ids), input_ids.device

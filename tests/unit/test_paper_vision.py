@@ -21,6 +21,7 @@ from soho.models.visual_dictionary import VisualDictionary
 from soho.objectives import mvm, pretraining
 from soho.objectives.pretraining import pretraining_step
 from soho.train.loop import Trainer, build_optimizer, lr_factor
+from soho.train.variants import variant_params
 
 from ..conftest import REPO, tiny_model
 
@@ -164,8 +165,11 @@ def test_paper_profile_takes_soho_vision_and_optimiser(monkeypatch):
     assert (optim.lr, optim.weight_decay, optim.clip) == (1e-4, 0.01, 10.0)
     assert (optim.schedule, optim.decay_at, optim.decay_factor) == ("step", (0.625, 0.875), 0.1)
     assert params.pretrain.objectives.itm_negatives == "soho"  # ITM on the masked forward, as SOHO's code
+    assert variant_params(params, "scl").pretrain.objectives.itm_negatives == "scl"  # SCL's random false images
     monkeypatch.delenv("SOHO_PROFILE")
-    assert load_params(REPO / "params.yaml").pretrain.objectives.itm_negatives == "albef"  # its bands' pairs
+    embedded = load_params(REPO / "params.yaml")
+    assert embedded.pretrain.objectives.itm_negatives == "albef"  # its bands' pairs
+    assert variant_params(embedded, "scl").pretrain.objectives.itm_negatives == "scl"  # in both profiles
     assert ModelParams().vision.resize == "square" and ModelParams().vision.position == "learned"
 
 
@@ -267,4 +271,32 @@ def test_soho_itm_on_padded_images_keeps_each_images_padding_mask(monkeypatch):
         out = pretraining_step(model, batch, weights, torch.tensor([101, 102]), 103, torch.Generator().manual_seed(0))
     assert (labels[0] == 0).any()  # some captions were swapped...
     assert len(seen) == 1 and torch.equal(seen[0], grid_mask(pixel_mask, (1, 2, 4)))  # ... the masks were not
+    assert torch.isfinite(out["itm_loss"])
+
+
+def test_scl_itm_on_padded_images_moves_each_padding_mask_with_its_image(monkeypatch):
+    """SCL's ITM shows some captions another image: that row's fusion and pooling read that image's real cells."""
+    torch.manual_seed(0)
+    model = SohoModel(tiny_model(vd=8)).eval()
+    pixel_mask = torch.ones(4, 64, 128, dtype=torch.bool)
+    for image in range(1, 4):  # image i keeps 4 - i of its 4 grid columns: every image's mask is its own
+        pixel_mask[image, :, 128 - 32 * image :] = False
+    ids = torch.tensor([[101, 2003, 2417, 102], [101, 2048, 3756, 102], [101, 1037, 4418, 102], [101, 2062, 2630, 102]])
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "image_key": torch.arange(4)}
+    batch |= {"pixels": torch.randn(4, 3, 64, 128), "pixel_mask": pixel_mask}
+    fused, pooled = [], []
+    fuse, itm_logits = model.fuse, model.itm_logits
+    monkeypatch.setattr(model, "fuse", lambda *a, **k: fused.append(k.get("visual_valid")) or fuse(*a, **k))
+    monkeypatch.setattr(
+        model, "itm_logits", lambda hidden, mask, valid=None: pooled.append(valid) or itm_logits(hidden, mask, valid)
+    )
+    weights = ObjectiveParams(mlm=0.0, mvm=0.0, itm=1.0, itm_negatives="scl")
+    with torch.no_grad():
+        out = pretraining_step(model, batch, weights, torch.tensor([101, 102]), 103, torch.Generator().manual_seed(0))
+    cells = grid_mask(pixel_mask, (1, 2, 4))  # (4, 8): image i's real cells
+    assert len(fused) == 1 and len(pooled) == 1  # ITM's own forward only (no MLM or MVM asked)
+    shown = [next(i for i in range(4) if torch.equal(row, cells[i])) for row in fused[0]]  # whose mask each row got
+    assert shown != [0, 1, 2, 3]  # half the captions were shown another image...
+    assert sum(image == row for row, image in enumerate(shown)) == 2  # ... exactly B // 2 kept their own
+    assert torch.equal(pooled[0], fused[0])  # ... and the pooling reads the mask the fusion read
     assert torch.isfinite(out["itm_loss"])
