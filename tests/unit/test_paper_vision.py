@@ -242,16 +242,22 @@ def test_multi_scale_needs_keep_ratio_and_room_for_its_largest_side():
     assert multi_scale.finetune.train_scales == (48, 80)
 
 
+def _padded_batch() -> dict[str, torch.Tensor]:
+    """Four captions of four padded images; image i keeps 4 - i of its 4 grid columns, so every mask is its own."""
+    pixel_mask = torch.ones(4, 64, 128, dtype=torch.bool)
+    for image in range(1, 4):
+        pixel_mask[image, :, 128 - 32 * image :] = False
+    ids = torch.tensor([[101, 2003, 2417, 102], [101, 2048, 3756, 102], [101, 1037, 4418, 102], [101, 2062, 2630, 102]])
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "image_key": torch.arange(4)}
+    return batch | {"pixels": torch.randn(4, 3, 64, 128), "pixel_mask": pixel_mask}
+
+
 def test_soho_itm_on_padded_images_keeps_each_images_padding_mask(monkeypatch):
     """SOHO's ITM swaps captions, not images: ITM pools each row over its own image's real cells."""
     torch.manual_seed(0)
     model = SohoModel(tiny_model(vd=8)).eval()
-    pixel_mask = torch.ones(4, 64, 128, dtype=torch.bool)
-    for image in range(1, 4):  # image i keeps 4 - i of its 4 grid columns: every row's mask is its own
-        pixel_mask[image, :, 128 - 32 * image :] = False
-    ids = torch.tensor([[101, 2003, 2417, 102], [101, 2048, 3756, 102], [101, 1037, 4418, 102], [101, 2062, 2630, 102]])
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "image_key": torch.arange(4)}
-    batch |= {"pixels": torch.randn(4, 3, 64, 128), "pixel_mask": pixel_mask}
+    batch = _padded_batch()
+    pixel_mask = batch["pixel_mask"]
     seen = []
     itm_logits = model.itm_logits
     monkeypatch.setattr(
@@ -278,12 +284,8 @@ def test_scl_itm_on_padded_images_moves_each_padding_mask_with_its_image(monkeyp
     """SCL's ITM shows some captions another image: that row's fusion and pooling read that image's real cells."""
     torch.manual_seed(0)
     model = SohoModel(tiny_model(vd=8)).eval()
-    pixel_mask = torch.ones(4, 64, 128, dtype=torch.bool)
-    for image in range(1, 4):  # image i keeps 4 - i of its 4 grid columns: every image's mask is its own
-        pixel_mask[image, :, 128 - 32 * image :] = False
-    ids = torch.tensor([[101, 2003, 2417, 102], [101, 2048, 3756, 102], [101, 1037, 4418, 102], [101, 2062, 2630, 102]])
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "image_key": torch.arange(4)}
-    batch |= {"pixels": torch.randn(4, 3, 64, 128), "pixel_mask": pixel_mask}
+    batch = _padded_batch()
+    pixel_mask = batch["pixel_mask"]
     fused, pooled = [], []
     fuse, itm_logits = model.fuse, model.itm_logits
     monkeypatch.setattr(model, "fuse", lambda *a, **k: fused.append(k.get("visual_valid")) or fuse(*a, **k))
