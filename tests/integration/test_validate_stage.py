@@ -2,6 +2,8 @@
 
 import json
 
+import yaml
+
 from soho import validate
 
 from ..conftest import run_validate_stage
@@ -105,11 +107,11 @@ def test_validate_skips_the_bands_of_a_variant_one_task_switches_off_in_its_own_
     data = json.loads(path.read_text())
     del data["pretrained_scl"]
     path.write_text(json.dumps(data))
-    params = (repo_copy / "params.yaml").read_text()
-    assert "\n  tasks:\n" in params
-    (repo_copy / "params.yaml").write_text(
-        params.replace("\n  tasks:\n", "\n  tasks:\n    vqa: {variants: [pretrained, scratch, text_only]}\n")
-    )
+    params_file = repo_copy / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    # merged into what params.yaml already tunes for VQA (its schedule), not beside it as a second key
+    params["finetune"]["tasks"].setdefault("vqa", {})["variants"] = ["pretrained", "scratch", "text_only"]
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     result = run_validate_stage(repo_copy)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "bands of variants their task does not fine-tune: pretrained_scl" in result.stdout

@@ -97,7 +97,7 @@ def test_a_mapping_that_replaces_what_dvc_would_merge_points_to_params_yaml(monk
         {"SOHO_PRETRAIN__OPTIM__STEPS": "30", "SOHO_SEED": "4"},
         {"SOHO_PRETRAIN__OPTIM": '{"steps": 50, "lr": 0.001}'},  # a section sets the keys it names
         {"SOHO_FINETUNE__VARIANTS": '["pretrained", "scratch"]'},
-        {"SOHO_FINETUNE__TASKS__VQA": '{"optim": {"steps": 100}}'},  # a key params.yaml lacks
+        {"SOHO_FINETUNE__TASKS__RETRIEVAL_COCO": '{"optim": {"steps": 100}}'},  # a key params.yaml lacks
         {"SOHO_FINETUNE__TASKS__NLVR2__OPTIM__BATCH_SIZE": "16"},
         {"SOHO_ABLATIONS__RUNS__WIDE_VD": '{"model.vd.size": 128}'},
         {"SOHO_MODEL__VISION__WEIGHTS": "weights/a, b's.pth"},  # quoted for the shell and for -S
