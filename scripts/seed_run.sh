@@ -30,6 +30,10 @@
 # pretrain and pretrain_scl, 170 MB) and its starting weights (weights/: the CNN's stand-in for
 # ImageNet when params.yaml sets model.vision.weights, trained with the run's seed; the scratch
 # variant starts from it) in reference/checkpoints/<runs|heldout>/<name>/ (not in git).
+# They are found by OUT_DIR's last two names, wherever it is: a TASK rerun of a copy of
+# reference/runs/NAME (e.g. candidates/X/runs/NAME, a screen of a fine-tuning change) starts from
+# NAME's kept weights, and a *whole* run into such a copy would replace them; give a whole
+# candidate run a parent of its own name (candidates/X/X/NAME keeps reference/checkpoints/X/NAME).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seed=$1 out=$(realpath -m "$2") kernel=${3:-native}
